@@ -1,0 +1,53 @@
+# ddb: a Lua 5.4 DynamoDB client with a C core.
+#   make          build $(BUILD)/ddb/core.so (needs the Debian packages; `make deps` installs them)
+#   make test     install what is missing, build, start moto on loopback, run the whole suite
+#   make demo     install what is missing, build, start moto, run the messaging demo
+#   make lint     luacheck
+
+LUA      ?= lua5.4
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+PKGS     := lua5.4 libcurl openssl
+DDB_CFLAGS = -std=c11 -Wall -Wextra -Werror -fPIC -D_POSIX_C_SOURCE=200809L \
+             $(shell pkg-config --cflags $(PKGS))
+DDB_LIBS   = $(shell pkg-config --libs libcurl openssl)
+
+SRC := $(wildcard src/*.c)
+HDR := $(wildcard src/*.h)
+BUILD ?= build
+OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
+
+export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
+export LUA_CPATH := $(abspath $(BUILD))/?.so;;
+
+.PHONY: all deps build test test-unit demo lint clean
+
+all: $(BUILD)/ddb/core.so
+build: $(BUILD)/ddb/core.so
+
+$(BUILD)/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DDB_CFLAGS) -c -o $@ $<
+
+$(BUILD)/ddb/core.so: $(OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -o $@ $(OBJ) $(LDFLAGS) $(DDB_LIBS)
+
+# Debian packages and the project-local venv (moto server, botocore), only what is missing.
+deps:
+	@scripts/deps.sh
+
+# The whole suite against a moto server started on a free loopback port.
+test: deps
+	@$(MAKE) --no-print-directory build
+	@scripts/with-moto scripts/run-specs spec
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@scripts/demo
+
+lint:
+	luacheck --no-color -q lua bin spec examples
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,47 @@
+--- Error values returned by ddb as the second result of a failed call.
+--
+-- Every expected failure (network, service, validation) is returned as
+-- `nil, err` where `err` is a table with at least `code` and `message`
+-- and a `__tostring` that renders one line. Programmer errors (wrong
+-- argument types) raise instead.
+-- @module ddb.errors
+local M = {}
+
+local Error = {}
+Error.__index = Error
+
+--- Renders the error as one line: `code: message [(HTTP status, request id)]`.
+function Error:__tostring()
+  local s = tostring(self.code) .. ": " .. tostring(self.message)
+  local extra = {}
+  if self.status then extra[#extra + 1] = "HTTP " .. tostring(self.status) end
+  if self.request_id then extra[#extra + 1] = "request " .. tostring(self.request_id) end
+  if #extra > 0 then s = s .. " (" .. table.concat(extra, ", ") .. ")" end
+  return s
+end
+
+--- Creates an error value.
+-- @tparam string code short machine-readable code (e.g. `ResourceNotFoundException`)
+-- @tparam string message one human-readable line
+-- @tparam[opt] table fields extra fields copied into the error (`status`, `request_id`, `retryable`, ...)
+-- @treturn table the error, with `retryable` defaulting to false
+function M.new(code, message, fields)
+  assert(type(code) == "string", "error code must be a string")
+  local e = { code = code, message = message ~= nil and tostring(message) or code, retryable = false }
+  if fields then
+    for k, v in pairs(fields) do e[k] = v end
+  end
+  return setmetatable(e, Error)
+end
+
+--- True when `v` is an error value made by this module.
+function M.is(v)
+  return getmetatable(v) == Error
+end
+
+--- Shorthand for `return nil, errors.new(...)`.
+function M.fail(code, message, fields)
+  return nil, M.new(code, message, fields)
+end
+
+return M

@@ -1,0 +1,62 @@
+/* module.c: entry point of ddb.core, plus the small process-level helpers
+ * the Lua layer needs and plain Lua lacks: a UTC clock with microseconds,
+ * a sleep, and cryptographically random bytes. */
+#include "module.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <openssl/rand.h>
+#include <time.h>
+
+/* now() -> seconds, microseconds (UTC, since the epoch) */
+static int l_now(lua_State *L) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return luaL_error(L, "clock_gettime failed");
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec);
+    lua_pushinteger(L, (lua_Integer)(ts.tv_nsec / 1000));
+    return 2;
+}
+
+/* monotonic_ms() -> milliseconds on a clock that never goes back */
+static int l_monotonic_ms(lua_State *L) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return luaL_error(L, "clock_gettime failed");
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    return 1;
+}
+
+/* sleep_ms(n): sleeps n milliseconds (n >= 0), resuming after signals. */
+static int l_sleep_ms(lua_State *L) {
+    lua_Integer ms = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
+    struct timespec req = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L}, rem;
+    while (nanosleep(&req, &rem) != 0 && errno == EINTR) req = rem;
+    return 0;
+}
+
+/* random_bytes(n) -> string of n bytes from OpenSSL's CSPRNG (1 <= n <= 4096) */
+static int l_random_bytes(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 1 && n <= 4096, 1, "must be between 1 and 4096");
+    unsigned char buf[4096];
+    if (RAND_bytes(buf, (int)n) != 1) return luaL_error(L, "RAND_bytes failed");
+    lua_pushlstring(L, (const char *)buf, (size_t)n);
+    return 1;
+}
+
+int luaopen_ddb_core(lua_State *L);
+
+int luaopen_ddb_core(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"now", l_now},
+        {"monotonic_ms", l_monotonic_ms},
+        {"sleep_ms", l_sleep_ms},
+        {"random_bytes", l_random_bytes},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, fns);
+    ddb_open_sigv4(L);
+    ddb_open_json(L);
+    ddb_open_client(L);
+    return 1;
+}

@@ -1,0 +1,15 @@
+/* module.h: how the files of ddb.core register themselves.
+ *
+ * luaopen_ddb_core (module.c) creates the module table and calls each
+ * ddb_open_* with that table on top of the stack; each adds its own
+ * functions/fields to it and leaves the stack as it found it. */
+#ifndef DDB_MODULE_H
+#define DDB_MODULE_H
+
+#include <lua.h>
+
+void ddb_open_sigv4(lua_State *L);  /* sign(req)                      sigv4_lua.c */
+void ddb_open_json(lua_State *L);   /* json_encode/json_decode/null/array_mt  json.c */
+void ddb_open_client(lua_State *L); /* client(opts) userdata          client.c    */
+
+#endif
