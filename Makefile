@@ -1,5 +1,5 @@
 # ddb: a Lua 5.4 DynamoDB client with a C core.
-#   make          build $(BUILD)/ddb/core.so (needs the Debian packages; `make deps` installs them)
+#   make          build build/ddb/core.so (needs the Debian packages; `make deps` installs them)
 #   make test     install what is missing, build, start moto on loopback, run the whole suite
 #   make demo     install what is missing, build, start moto, run the messaging demo
 #   make lint     luacheck
