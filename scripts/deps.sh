@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev pkg-config gcc make
-      lua-cjson lua-busted lua-check lua-socket luarocks python3 python3-venv ca-certificates)
+      lua-cjson lua-busted lua-check lua-socket luarocks python3 python3-venv ca-certificates locales)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,9 +10,11 @@ local M = {}
 local Error = {}
 Error.__index = Error
 
---- Renders the error as one line: `code: message [(HTTP status, request id)]`.
+--- Renders the error as one line:
+-- `[operation failed: ]code: message[ (HTTP status, request id)]`.
 function Error:__tostring()
   local s = tostring(self.code) .. ": " .. tostring(self.message)
+  if self.operation then s = tostring(self.operation) .. " failed: " .. s end
   local extra = {}
   if self.status then extra[#extra + 1] = "HTTP " .. tostring(self.status) end
   if self.request_id then extra[#extra + 1] = "request " .. tostring(self.request_id) end

@@ -21,7 +21,7 @@ script steps):
                    (initially {"status": 200, "body": "{}"}, or
                    {"action": "forward"} with --upstream).
   GET  /__log      JSON array of the non-control requests received so far:
-                   {"method", "path", "headers": {lowercased name: value},
+                   {"method", "path", "headers": {lowercased name: value}, "peer_port",
                    "body"} ("path" as sent, query string included; repeated
                    headers joined with ", "; body decoded as UTF-8 with
                    invalid bytes replaced by U+FFFD).
@@ -212,6 +212,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "path": self.path,
             "headers": self.header_dict(),
             "body": body.decode("utf-8", "replace"),
+            "peer_port": self.client_address[1],
         })
         action = step.get("action")
         try:

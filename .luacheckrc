@@ -1,0 +1,5 @@
+std = "lua54"
+max_line_length = 120
+files["spec/**/*.lua"] = { std = "+busted" }
+files["bin/**"] = { std = "lua54" }
+exclude_files = { ".venv/**", "build/**" }

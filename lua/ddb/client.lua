@@ -1,0 +1,194 @@
+--- The DynamoDB client: one signed JSON call per operation, with the
+-- retries, errors and pagination of a production SDK.
+-- @module ddb.client
+local core = require("ddb.core")
+local config = require("ddb.config")
+local errors = require("ddb.errors")
+local retry = require("ddb.retry")
+
+local M = {}
+
+local Client = {}
+Client.__index = Client
+
+local STREAMS_OPS = { DescribeStream = true, GetShardIterator = true, GetRecords = true, ListStreams = true }
+
+-- How each paginated operation names its continuation token:
+-- { field in the response (dotted path), parameter of the next request }.
+local PAGINATION = {
+  Query = { "LastEvaluatedKey", "ExclusiveStartKey" },
+  Scan = { "LastEvaluatedKey", "ExclusiveStartKey" },
+  ListTables = { "LastEvaluatedTableName", "ExclusiveStartTableName" },
+  ListStreams = { "LastEvaluatedStreamArn", "ExclusiveStartStreamArn" },
+  DescribeStream = { "StreamDescription.LastEvaluatedShardId", "ExclusiveStartShardId" },
+  ListBackups = { "LastEvaluatedBackupArn", "ExclusiveStartBackupArn" },
+  ListGlobalTables = { "LastEvaluatedGlobalTableName", "ExclusiveStartGlobalTableName" },
+  ListTagsOfResource = { "NextToken", "NextToken" },
+  ListExports = { "NextToken", "NextToken" },
+  ListImports = { "NextToken", "NextToken" },
+  ListContributorInsights = { "NextToken", "NextToken" },
+}
+
+local targets = {}
+local function target_of(op)
+  local t = targets[op]
+  if not t then
+    t = (STREAMS_OPS[op] and "DynamoDBStreams_20120810." or "DynamoDB_20120810.") .. op
+    targets[op] = t
+  end
+  return t
+end
+
+-- Builds the error for an HTTP response that is not a 2xx.
+local function service_error(op, status, body, request_id)
+  local code, message
+  if type(body) == "table" then
+    local t = body.__type or body.code
+    if type(t) == "string" then code = t:match("#([^#]+)$") or t end
+    message = body.message or body.Message
+  end
+  local fields = { status = status, request_id = request_id, operation = op }
+  if type(body) == "table" then
+    fields.cancellation_reasons = body.CancellationReasons
+    fields.item = body.Item
+  end
+  if not code then
+    code = "InvalidResponse"
+    message = ("HTTP %d with a body that is not a DynamoDB error"):format(status)
+  end
+  fields.retryable = retry.is_retryable(code, status) or (code == "InvalidResponse" and status == 429)
+  return errors.new(code, type(message) == "string" and message or ("HTTP " .. status), fields)
+end
+
+--- Creates a client. See README for every option and environment variable.
+-- @tparam[opt] table opts `endpoint`, `region`, `profile`, `access_key_id`,
+--   `secret_access_key`, `session_token`, `timeout_ms`, `connect_timeout_ms`,
+--   `max_attempts`, `ca_file`, `retry_base_ms`, `retry_max_backoff_ms`, `debug`
+-- @treturn table|nil the client
+-- @treturn table|nil an error (code `ConfigError`) when the configuration is unusable
+function M.new(opts)
+  local cfg, err = config.resolve(opts, nil, 2)
+  if not cfg then return nil, err end
+  local creds = cfg.credentials
+  local handle = core.client({
+    url = cfg.endpoint.url, host = cfg.endpoint.host,
+    streams_url = cfg.streams_endpoint.url, streams_host = cfg.streams_endpoint.host,
+    region = cfg.region,
+    access_key_id = creds.access_key_id, secret_access_key = creds.secret_access_key,
+    session_token = creds.session_token,
+    timeout_ms = cfg.timeout_ms, connect_timeout_ms = cfg.connect_timeout_ms,
+    ca_file = cfg.ca_file, debug = cfg.debug,
+  })
+  return setmetatable({
+    _h = handle,
+    _quota = retry.quota(),
+    endpoint = cfg.endpoint.url,
+    region = cfg.region,
+    credentials_source = cfg.credentials_source,
+    max_attempts = cfg.max_attempts,
+    retry_base_ms = cfg.retry_base_ms,
+    retry_max_backoff_ms = cfg.retry_max_backoff_ms,
+  }, Client)
+end
+
+local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
+
+--- Calls one DynamoDB or DynamoDB Streams operation, retrying what the
+-- standard retry mode retries.
+-- @tparam string op the operation name, e.g. `"PutItem"`, `"GetRecords"`
+-- @tparam[opt] table params the request, in DynamoDB JSON form
+-- @treturn table|nil the decoded response
+-- @treturn table|nil an error (`code`, `message`, `status`, `request_id`, `retryable`, `attempts`)
+function Client:call(op, params)
+  if type(op) ~= "string" or not op:match("^%u%a+$") then
+    error("client:call: operation must be a name like \"PutItem\"", 2)
+  end
+  if params ~= nil and type(params) ~= "table" then
+    error("client:call: params must be a table", 2)
+  end
+  local h = self._h
+  local target, streams = target_of(op), STREAMS_OPS[op] == true
+  local attempt, cost = 0, nil
+  while true do
+    attempt = attempt + 1
+    local status, body, request_id, rstatus, rid = h:request(target, params or EMPTY, streams)
+    local err
+    if status == nil then
+      local code = body
+      err = errors.new(code, request_id, {
+        status = rstatus, request_id = rid, operation = op,
+        retryable = retry.is_retryable(code, rstatus),
+      })
+    elseif status >= 200 and status < 300 then
+      self._quota:success(cost)
+      return body or {}
+    else
+      err = service_error(op, status, body, request_id)
+    end
+    err.attempts = attempt
+    if not err.retryable or attempt >= self.max_attempts then return nil, err end
+    cost = self._quota:acquire(err)
+    if not cost then
+      err.message = err.message .. " (retry quota exhausted)"
+      return nil, err
+    end
+    core.sleep_ms(retry.backoff_ms(attempt, self.retry_base_ms, self.retry_max_backoff_ms))
+  end
+end
+
+local function get_path(t, path)
+  for key in path:gmatch("[^.]+") do
+    if type(t) ~= "table" then return nil end
+    t = t[key]
+  end
+  return t
+end
+
+--- Iterates the pages of a paginated operation, following its
+-- continuation token (`LastEvaluatedKey`, `LastEvaluatedTableName`,
+-- `LastEvaluatedShardId`, ...). `params` is not modified.
+-- On failure the loop receives `false, err` once and then ends:
+--   `for page, err in client:pages(...) do if not page then ... end end`
+-- @tparam string op a paginated operation
+-- @tparam[opt] table params the first request
+-- @treturn function iterator yielding each decoded page
+function Client:pages(op, params)
+  local spec = PAGINATION[op]
+  if not spec then
+    error("client:pages: " .. tostring(op) .. " is not a paginated operation", 2)
+  end
+  if params ~= nil and type(params) ~= "table" then
+    error("client:pages: params must be a table", 2)
+  end
+  local req = {}
+  for k, v in pairs(params or {}) do req[k] = v end
+  local done = false
+  return function()
+    if done then return nil end
+    local page, err = self:call(op, req)
+    if not page then
+      done = true
+      return false, err
+    end
+    local token = get_path(page, spec[1])
+    if token == nil or token == core.null then
+      done = true
+    else
+      req[spec[2]] = token
+    end
+    return page
+  end
+end
+
+--- Closes the connection and wipes the credentials; the client is unusable after.
+function Client:close()
+  self._h:close()
+end
+
+Client.__close = Client.close
+
+function Client:__tostring()
+  return ("ddb.client(%s, %s)"):format(self.endpoint, self.region)
+end
+
+return M

@@ -1,0 +1,208 @@
+-- The client against a real DynamoDB emulator (moto in server mode).
+local ddb = require("ddb")
+local moto = require("support.moto")
+
+local function create_table(client, name, extra)
+  local params = {
+    TableName = name,
+    KeySchema = { { AttributeName = "pk", KeyType = "HASH" }, { AttributeName = "sk", KeyType = "RANGE" } },
+    AttributeDefinitions = {
+      { AttributeName = "pk", AttributeType = "S" }, { AttributeName = "sk", AttributeType = "S" },
+    },
+    BillingMode = "PAY_PER_REQUEST",
+  }
+  for k, v in pairs(extra or {}) do params[k] = v end
+  return assert(client:call("CreateTable", params))
+end
+
+describe("client against moto", function()
+  local client, name
+
+  setup(function()
+    client = moto.client()
+    name = moto.table_name("client")
+    create_table(client, name)
+  end)
+
+  teardown(function()
+    client:call("DeleteTable", { TableName = name })
+    client:close()
+  end)
+
+  it("lists tables, including the new one", function()
+    local res = assert(client:call("ListTables", {}))
+    local found = false
+    for _, t in ipairs(res.TableNames) do found = found or t == name end
+    assert.is_true(found)
+  end)
+
+  it("describes the table with integer counts", function()
+    local res = assert(client:call("DescribeTable", { TableName = name }))
+    assert.equal(name, res.Table.TableName)
+    assert.equal("integer", math.type(res.Table.ItemCount))
+  end)
+
+  it("puts, gets, overwrites and deletes an item", function()
+    local key = { pk = { S = "p1" }, sk = { S = "s1" } }
+    assert(client:call("PutItem", { TableName = name,
+      Item = { pk = key.pk, sk = key.sk, text = { S = "héllo \"world\" ✓" }, n = { N = "12345678901234567890" } } }))
+    local got = assert(client:call("GetItem", { TableName = name, Key = key, ConsistentRead = true }))
+    assert.equal("héllo \"world\" ✓", got.Item.text.S)
+    assert.equal("12345678901234567890", got.Item.n.N)
+    local old = assert(client:call("PutItem", { TableName = name, ReturnValues = "ALL_OLD",
+      Item = { pk = key.pk, sk = key.sk, text = { S = "second" } } }))
+    assert.equal("héllo \"world\" ✓", old.Attributes.text.S)
+    assert(client:call("DeleteItem", { TableName = name, Key = key }))
+    local gone = assert(client:call("GetItem", { TableName = name, Key = key }))
+    assert.is_nil(gone.Item)
+  end)
+
+  it("queries in key order, forwards and backwards", function()
+    for i = 1, 5 do
+      assert(client:call("PutItem", { TableName = name,
+        Item = { pk = { S = "q" }, sk = { S = ("k%02d"):format(i) } } }))
+    end
+    local fwd = assert(client:call("Query", { TableName = name,
+      KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = { S = "q" } } }))
+    assert.equal(5, fwd.Count)
+    assert.equal("integer", math.type(fwd.Count))
+    assert.equal("k01", fwd.Items[1].sk.S)
+    local back = assert(client:call("Query", { TableName = name, ScanIndexForward = false,
+      KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = { S = "q" } } }))
+    assert.equal("k05", back.Items[1].sk.S)
+  end)
+
+  it("paginates Scan and Query with a small Limit, following LastEvaluatedKey", function()
+    for i = 1, 7 do
+      assert(client:call("PutItem", { TableName = name,
+        Item = { pk = { S = "page" }, sk = { S = ("p%02d"):format(i) } } }))
+    end
+    local params = { TableName = name, Limit = 3,
+      KeyConditionExpression = "pk = :p", ExpressionAttributeValues = { [":p"] = { S = "page" } } }
+    local seen, pages = {}, 0
+    for page, err in client:pages("Query", params) do
+      assert.is_truthy(page, tostring(err))
+      pages = pages + 1
+      assert.is_true(#page.Items <= 3)
+      for _, it in ipairs(page.Items) do seen[#seen + 1] = it.sk.S end
+    end
+    assert.is_true(pages >= 3)
+    assert.same({ "p01", "p02", "p03", "p04", "p05", "p06", "p07" }, seen)
+    assert.is_nil(params.ExclusiveStartKey) -- the caller's params are not modified
+
+    local scanned = 0
+    for page in client:pages("Scan", { TableName = name, Limit = 2 }) do
+      assert.is_true(page.Count <= 2)
+      scanned = scanned + page.Count
+    end
+    local all = assert(client:call("Scan", { TableName = name, Select = "COUNT" }))
+    assert.equal(all.Count, scanned)
+  end)
+
+  it("paginates ListTables following LastEvaluatedTableName", function()
+    local extra = { moto.table_name("lt-a"), moto.table_name("lt-b") }
+    for _, t in ipairs(extra) do create_table(client, t) end
+    local names = {}
+    for page, err in client:pages("ListTables", { Limit = 1 }) do
+      assert.is_truthy(page, tostring(err))
+      assert.is_true(#page.TableNames <= 1)
+      for _, t in ipairs(page.TableNames) do names[t] = true end
+    end
+    for _, t in ipairs(extra) do
+      assert.is_true(names[t], t)
+      assert(client:call("DeleteTable", { TableName = t }))
+    end
+    assert.is_true(names[name])
+  end)
+
+  it("decodes a service error: ResourceNotFoundException, not retried", function()
+    local res, err = client:call("GetItem", { TableName = "no-such-table-" .. name,
+      Key = { pk = { S = "x" }, sk = { S = "y" } } })
+    assert.is_nil(res)
+    assert.equal("ResourceNotFoundException", err.code)
+    assert.equal(400, err.status)
+    assert.is_false(err.retryable)
+    assert.equal(1, err.attempts)
+    assert.equal("GetItem", err.operation)
+    assert.is_string(err.message)
+    assert.matches("GetItem failed: ResourceNotFoundException: ", tostring(err), 1, true)
+  end)
+
+  it("returns ConditionalCheckFailedException without retrying", function()
+    local item = { pk = { S = "cond" }, sk = { S = "1" } }
+    assert(client:call("PutItem", { TableName = name, Item = item }))
+    local res, err = client:call("PutItem", { TableName = name, Item = item,
+      ConditionExpression = "attribute_not_exists(pk)" })
+    assert.is_nil(res)
+    assert.equal("ConditionalCheckFailedException", err.code)
+    assert.equal(1, err.attempts)
+    assert.is_false(err.retryable)
+  end)
+
+  it("returns a validation error for a malformed request", function()
+    local res, err = client:call("PutItem", { TableName = name, Item = { pk = { S = "only-pk" } } })
+    assert.is_nil(res)
+    assert.equal("ValidationException", err.code)
+    assert.is_false(err.retryable)
+  end)
+
+  it("runs a transaction and reports cancellation reasons", function()
+    local a = { pk = { S = "tx" }, sk = { S = "a" } }
+    assert(client:call("TransactWriteItems", { TransactItems = {
+      { Put = { TableName = name, Item = a } },
+      { Put = { TableName = name, Item = { pk = { S = "tx" }, sk = { S = "b" } } } },
+    } }))
+    local res, err = client:call("TransactWriteItems", { TransactItems = {
+      { Put = { TableName = name, Item = a, ConditionExpression = "attribute_not_exists(pk)" } },
+    } })
+    assert.is_nil(res)
+    assert.equal("TransactionCanceledException", err.code)
+    assert.is_table(err.cancellation_reasons)
+    assert.equal("ConditionalCheckFailed", err.cancellation_reasons[1].Code)
+  end)
+
+  it("refuses parameters that cannot be encoded, before sending", function()
+    local res, err = client:call("PutItem", { TableName = name,
+      Item = { pk = { S = "bad\xff" }, sk = { S = "x" } } })
+    assert.is_nil(res)
+    assert.equal("SerializationError", err.code)
+    assert.is_false(err.retryable)
+  end)
+
+  it("calls DynamoDB Streams operations on a table with a stream", function()
+    local sname = moto.table_name("streams")
+    create_table(client, sname, { StreamSpecification = { StreamEnabled = true, StreamViewType = "NEW_IMAGE" } })
+    local desc = assert(client:call("DescribeTable", { TableName = sname }))
+    local arn = desc.Table.LatestStreamArn
+    assert.is_string(arn)
+    local listed = assert(client:call("ListStreams", { TableName = sname }))
+    assert.equal(arn, listed.Streams[1].StreamArn)
+    local shards = {}
+    for page, err in client:pages("DescribeStream", { StreamArn = arn }) do
+      assert.is_truthy(page, tostring(err))
+      for _, s in ipairs(page.StreamDescription.Shards) do shards[#shards + 1] = s end
+    end
+    assert.is_true(#shards >= 1)
+    assert(client:call("PutItem", { TableName = sname, Item = { pk = { S = "MSG#1" }, sk = { S = "t" } } }))
+    local it = assert(client:call("GetShardIterator", { StreamArn = arn, ShardId = shards[1].ShardId,
+      ShardIteratorType = "TRIM_HORIZON" }))
+    local recs = assert(client:call("GetRecords", { ShardIterator = it.ShardIterator }))
+    assert.equal("INSERT", recs.Records[1].eventName)
+    assert.equal("MSG#1", recs.Records[1].dynamodb.Keys.pk.S)
+    assert(client:call("DeleteTable", { TableName = sname }))
+  end)
+
+  it("raises on wrong argument types", function()
+    assert.has_error(function() client:call(42) end)
+    assert.has_error(function() client:call("PutItem", "nope") end)
+    assert.has_error(function() client:pages("GetItem", {}) end)
+    assert.has_error(function() ddb.client("http://x") end)
+  end)
+
+  it("can be closed, after which calls raise", function()
+    local c = moto.client()
+    assert(c:call("ListTables", {}))
+    c:close()
+    assert.has_error(function() c:call("ListTables", {}) end)
+  end)
+end)
