@@ -1,0 +1,188 @@
+--- What the `bin/ddb` scripts share: arguments, the client, users, output
+-- and failing with one clear line.
+--
+-- Every script takes: an optional first argument `prod` (target AWS instead
+-- of the local server), `--endpoint URL`, `--region REGION`, `--table NAME`,
+-- `--users FILE`, `--json`, `--help`. Without `prod` or `--endpoint` the
+-- scripts target `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` when set,
+-- else the local server `http://localhost:8000`.
+-- @module ddb.cli
+local ddb = require("ddb")
+local core = require("ddb.core")
+
+local M = {}
+
+--- The default table name (`DDB_TABLE` or `cruddur-messages`).
+M.DEFAULT_TABLE = "cruddur-messages"
+--- The local server the scripts target by default.
+M.LOCAL_ENDPOINT = "http://localhost:8000"
+
+local COMMON = {
+  endpoint = "string", region = "string", table = "string", users = "string",
+  json = "boolean", help = "boolean",
+}
+
+local function script_name()
+  return ((arg and arg[0]) or "ddb"):match("([^/]+)$")
+end
+
+--- Prints `name: message` on stderr and exits with `code` (default 1).
+-- `err` may be an error value (its `tostring` is used, plus a hint for
+-- common causes) or a string.
+function M.fail(err, code)
+  local msg = tostring(err)
+  if type(err) == "table" then
+    if err.code == "ResourceNotFoundException" then
+      msg = msg .. " (does the table exist? run bin/ddb/schema-load)"
+    elseif err.code == "TransportError" and err.message:find("onnect") then
+      msg = msg .. " (is DynamoDB running there? start it, e.g. `make demo`, or pass --endpoint URL)"
+    end
+  end
+  io.stderr:write(script_name(), ": ", msg, "\n")
+  os.exit(code or 1)
+end
+
+--- Parses the script's arguments.
+-- @tparam table argv the script's `arg`
+-- @tparam table spec `{ usage = "text for --help", flags = { name = "string"|"boolean" },
+--   positional = max count (default 0) }`
+-- @treturn table the options by name, `prod` (boolean), `args` (positional
+--   list), `table` (resolved name), `usage`
+function M.parse(argv, spec)
+  local flags = {}
+  for k, v in pairs(COMMON) do flags[k] = v end
+  for k, v in pairs(spec.flags or {}) do flags[k] = v end
+  local o = { args = {}, usage = spec.usage }
+  local i = 1
+  if argv[1] == "prod" then
+    o.prod = true
+    i = 2
+  end
+  local function usage_error(msg)
+    io.stderr:write(script_name(), ": ", msg, " (see --help)\n")
+    os.exit(2)
+  end
+  while i <= #argv do
+    local a = argv[i]
+    local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w%-]+)$")
+    if a == "--" then
+      for j = i + 1, #argv do o.args[#o.args + 1] = argv[j] end
+      break
+    elseif name then
+      local key = name:gsub("%-", "_")
+      local kind = flags[key]
+      if not kind then usage_error("unknown option --" .. name) end
+      if kind == "boolean" then
+        if inline then usage_error("--" .. name .. " takes no value") end
+        o[key] = true
+      else
+        local v = inline
+        if not v then
+          i = i + 1
+          v = argv[i]
+          if v == nil then usage_error("--" .. name .. " needs a value") end
+        end
+        o[key] = v
+      end
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      usage_error("unknown option " .. a)
+    else
+      o.args[#o.args + 1] = a
+    end
+    i = i + 1
+  end
+  if o.help then
+    io.stdout:write(spec.usage, "\n")
+    os.exit(0)
+  end
+  if #o.args > (spec.positional or 0) then
+    usage_error("unexpected argument " .. o.args[(spec.positional or 0) + 1])
+  end
+  if o.prod and o.endpoint then usage_error("'prod' and --endpoint exclude each other") end
+  o.table = o.table or os.getenv("DDB_TABLE") or M.DEFAULT_TABLE
+  return o
+end
+
+--- The client the options ask for; exits with one line when it cannot be made.
+-- @tparam table o options from `parse`
+function M.client(o)
+  local opts = { region = o.region }
+  if o.endpoint then
+    opts.endpoint = o.endpoint
+  elseif not o.prod and not os.getenv("AWS_ENDPOINT_URL_DYNAMODB") and not os.getenv("AWS_ENDPOINT_URL") then
+    opts.endpoint = M.LOCAL_ENDPOINT
+  end
+  local ok, client, err = pcall(ddb.client, opts)
+  if not ok then M.fail(client, 2) end
+  if not client then M.fail(err) end
+  return client
+end
+
+--- Loads the users fixture (`--users`, `DDB_USERS_FILE`, or fixtures/users.lua
+-- beside the scripts) as a list of `{uuid, handle, display_name}`.
+-- @tparam table o options from `parse`
+-- @tparam string root the checkout the script runs from
+function M.users(o, root)
+  local path = o.users or os.getenv("DDB_USERS_FILE") or (root .. "/fixtures/users.lua")
+  local chunk, err = loadfile(path, "t", {})
+  if not chunk then M.fail("cannot read the users file: " .. err .. " (pass --users FILE)") end
+  local ok, users = pcall(chunk)
+  if not ok or type(users) ~= "table" then
+    M.fail("the users file " .. path .. " must return a list of {uuid, handle, display_name}")
+  end
+  return users
+end
+
+--- Finds a user by handle; exits with one line when there is none.
+function M.find_user(users, handle, flag)
+  if handle == nil or handle == "" then M.fail("--" .. (flag or "user") .. " HANDLE is required", 2) end
+  for _, u in ipairs(users) do
+    if u.handle == handle then return u end
+  end
+  M.fail(("no user with handle %q in the users file"):format(handle))
+end
+
+--- Writes `v` as JSON on stdout (a table of records is written as an array).
+function M.print_json(v)
+  io.stdout:write(core.json_encode(v), "\n")
+end
+
+--- A JSON array of `list` (so that an empty list prints `[]`).
+function M.array(list)
+  return core.array(list)
+end
+
+local function width(s)
+  return utf8.len(s) or #s
+end
+
+--- Prints `rows` (records) as an aligned table with a header line.
+-- @tparam table rows list of tables
+-- @tparam table columns list of `{ key, title }`
+function M.print_table(rows, columns)
+  local widths = {}
+  for c, col in ipairs(columns) do
+    widths[c] = width(col[2])
+    for _, r in ipairs(rows) do
+      widths[c] = math.max(widths[c], width(tostring(r[col[1]] or "")))
+    end
+  end
+  local function line(cells)
+    local out = {}
+    for c, s in ipairs(cells) do
+      out[c] = c < #cells and s .. string.rep(" ", widths[c] - width(s)) or s
+    end
+    io.stdout:write(table.concat(out, "  "), "\n")
+  end
+  local head = {}
+  for c, col in ipairs(columns) do head[c] = col[2] end
+  line(head)
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for c, col in ipairs(columns) do cells[c] = tostring(r[col[1]] or "") end
+    line(cells)
+  end
+end
+
+return M
