@@ -1,12 +1,13 @@
 /* module.c: entry point of ddb.core, plus the small process-level helpers
  * the Lua layer needs and plain Lua lacks: a UTC clock with microseconds,
- * a sleep, and cryptographically random bytes. */
+ * a sleep, cryptographically random bytes and isatty. */
 #include "module.h"
 
 #include <errno.h>
 #include <lauxlib.h>
 #include <openssl/rand.h>
 #include <time.h>
+#include <unistd.h>
 
 /* now() -> seconds, microseconds (UTC, since the epoch) */
 static int l_now(lua_State *L) {
@@ -44,6 +45,14 @@ static int l_random_bytes(lua_State *L) {
     return 1;
 }
 
+/* isatty(fd) -> boolean (0 stdin, 1 stdout, 2 stderr) */
+static int l_isatty(lua_State *L) {
+    lua_Integer fd = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "must be 0, 1 or 2");
+    lua_pushboolean(L, isatty((int)fd) == 1);
+    return 1;
+}
+
 int luaopen_ddb_core(lua_State *L);
 
 int luaopen_ddb_core(lua_State *L) {
@@ -52,6 +61,7 @@ int luaopen_ddb_core(lua_State *L) {
         {"monotonic_ms", l_monotonic_ms},
         {"sleep_ms", l_sleep_ms},
         {"random_bytes", l_random_bytes},
+        {"isatty", l_isatty},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);
