@@ -13,7 +13,7 @@ direct-messaging data layer on top.]],
 }
 dependencies = { "lua >= 5.4" }
 external_dependencies = {
-  CURL = { header = "curl/curl.h" },
+  CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h" },
 }
 build = {
