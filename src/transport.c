@@ -179,8 +179,8 @@ int ddb_transport_post(ddb_transport *t, const char *url, const struct curl_slis
         snprintf(resp->error, sizeof resp->error, "out of memory reading the response");
         return DDB_T_ERROR;
     }
-    snprintf(resp->error, sizeof resp->error, "%s%s%s", curl_easy_strerror(rc),
-             curl_err[0] ? ": " : "", curl_err);
+    /* libcurl's detail message when it has one (it names host and port), else its generic one */
+    snprintf(resp->error, sizeof resp->error, "%s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
     return rc == CURLE_OPERATION_TIMEDOUT ? DDB_T_TIMEOUT : DDB_T_ERROR;
 }
 
