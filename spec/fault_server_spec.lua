@@ -293,6 +293,9 @@ describe("fault_server", function()
     local ok, err = pcall(srv.script, srv, { { action = "forward" } })
     assert.is_false(ok)
     assert.is_truthy(tostring(err):match("upstream"))
+    ok, err = pcall(srv.script, srv, { { action = "forward_then", status = 500 } })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):match("forward_then needs"))
     ok, err = pcall(srv.default, srv, { action = "stall" })
     assert.is_false(ok)
     assert.is_truthy(tostring(err):match("seconds"))
@@ -351,6 +354,34 @@ describe("fault_server", function()
       assert.are.same({ 503, 200, "{}", 200, "front" }, { c1, c2, b2, c3, b3 })
       assert.are.equal(1, #up:log())
       assert.are.equal(3, #front:log())
+    end)
+
+    it("forward_then forwards, discards the upstream's answer and sends its own", function()
+      up:script { { status = 200, body = '{"done":true}', headers = { ["x-amzn-RequestId"] = "up-2" } } }
+      front:script { { action = "forward_then", status = 500, body = '{"__type":"InternalServerError"}' } }
+      local _, code, headers, body = request(front.url .. "/tx", { body = '{"TransactItems":[]}' })
+      assert.are.equal(500, code)
+      assert.are.equal('{"__type":"InternalServerError"}', body)
+      assert.is_nil(headers["x-amzn-requestid"]) -- nothing of the upstream's answer leaks through
+      local seen = up:log()
+      assert.are.equal(1, #seen) -- but the upstream did get the request
+      assert.are.equal("/tx", seen[1].path)
+      assert.are.equal('{"TransactItems":[]}', seen[1].body)
+      -- the next request forwards normally (the default)
+      local _, c2, _, b2 = request(front.url .. "/")
+      assert.are.same({ 200, "{}" }, { c2, b2 })
+      assert.are.equal(2, #up:log())
+    end)
+
+    it("forward_then still answers when the upstream is down", function()
+      local dead = fault_server.start()
+      local dead_url = dead.url
+      dead:stop()
+      local lonely = fault_server.start { upstream = dead_url }
+      lonely:script { { action = "forward_then", status = 503, body = "later" } }
+      local _, code, _, body = request(lonely.url .. "/")
+      lonely:stop()
+      assert.are.same({ 503, "later" }, { code, body })
     end)
   end)
 

@@ -57,6 +57,11 @@ Steps (a JSON object each; "action" absent means a plain response):
       original Host, body) and relay status, headers and body (hop-by-hop
       headers dropped, Content-Length recomputed). 502 if the upstream fails.
       Only valid with --upstream (rejected with 400 otherwise).
+  {"action": "forward_then", "status": 500, "body": "...", "headers": {...}}
+      proxy the request to --upstream as "forward" does, wait for the
+      upstream's answer, discard it, and send this step's plain response
+      instead: the upstream did the work but the client never learns it (a
+      lost response). Only valid with --upstream.
 """
 
 import argparse
@@ -74,7 +79,7 @@ import urllib.parse
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 CHUNK = 64 * 1024
-ACTIONS = ("stall", "reset", "close", "truncate", "big", "forward")
+ACTIONS = ("stall", "reset", "close", "truncate", "big", "forward", "forward_then")
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
     "proxy-connection", "te", "trailer", "trailers", "transfer-encoding",
@@ -112,8 +117,8 @@ def validate_step(step, upstream):
             raise StepError("big needs a non-negative integer \"bytes\"")
         if step.get("json") and n < 8:
             raise StepError("big with json needs bytes >= 8")
-    if action == "forward" and not upstream:
-        raise StepError("forward needs the server to be started with --upstream")
+    if action in ("forward", "forward_then") and not upstream:
+        raise StepError("%s needs the server to be started with --upstream" % action)
     return step
 
 
@@ -234,6 +239,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.big(step)
             elif action == "forward":
                 self.forward(body)
+            elif action == "forward_then":
+                try:
+                    self.upstream_request(body)
+                except (OSError, http.client.HTTPException):
+                    pass  # the client gets the scripted answer either way
+                self.respond(step, body_bytes(step))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -282,7 +293,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # first) finds a closed socket; closing the fd with linger 0 sends RST.
         os.close(sock.detach())
 
-    def forward(self, body):
+    def upstream_request(self, body):
+        """Sends the request to --upstream; returns (status, headers, data)
+        with hop-by-hop headers dropped. Raises OSError /
+        http.client.HTTPException when the upstream fails."""
         up = urllib.parse.urlsplit(self.server.state.upstream)
         cls = http.client.HTTPSConnection if up.scheme == "https" else http.client.HTTPConnection
         conn = cls(up.hostname, up.port, timeout=self.server.upstream_timeout)
@@ -308,14 +322,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if name.lower() in HOP_BY_HOP:
                     continue
                 headers[name] = headers[name] + ", " + value if name in headers else value
-            status = resp.status
+            return resp.status, headers, data
+        finally:
+            conn.close()
+
+    def forward(self, body):
+        try:
+            status, headers, data = self.upstream_request(body)
         except (OSError, http.client.HTTPException) as e:
             msg = json.dumps({"__type": "fault_server#UpstreamError",
                               "message": "forward to %s failed: %s" % (self.server.state.upstream, e)})
             self.respond({"status": 502}, msg.encode("utf-8"))
             return
-        finally:
-            conn.close()
         # relayed as is: no default Content-Type added
         self.send_response_only(status)
         self.log_request(status)
