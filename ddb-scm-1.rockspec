@@ -41,6 +41,8 @@ build = {
     ["ddb.cli"] = "lua/ddb/cli.lua",
     ["ddb.messages"] = "lua/ddb/messages.lua",
     ["ddb.seed"] = "lua/ddb/seed.lua",
+    ["ddb.fixtures.users"] = "lua/ddb/fixtures/users.lua",
+    ["ddb.fixtures.conversation"] = "lua/ddb/fixtures/conversation.lua",
   },
   install = {
     bin = {

@@ -119,12 +119,12 @@ function M.client(o)
   return client
 end
 
---- Loads the users fixture (`--users`, `DDB_USERS_FILE`, or fixtures/users.lua
--- beside the scripts) as a list of `{uuid, handle, display_name}`.
+--- Loads the users fixture (`--users`, `DDB_USERS_FILE`, or the bundled
+-- `ddb/fixtures/users.lua`) as a list of `{uuid, handle, display_name}`.
 -- @tparam table o options from `parse`
--- @tparam string root the checkout the script runs from
-function M.users(o, root)
-  local path = o.users or os.getenv("DDB_USERS_FILE") or (root .. "/fixtures/users.lua")
+function M.users(o)
+  local path = o.users or os.getenv("DDB_USERS_FILE") or require("ddb.seed").fixture_path("users")
+    or "ddb/fixtures/users.lua"
   local chunk, err = loadfile(path, "t", {})
   if not chunk then M.fail("cannot read the users file: " .. err .. " (pass --users FILE)") end
   local ok, users = pcall(chunk)

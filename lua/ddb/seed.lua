@@ -4,8 +4,8 @@
 --     local summary, err = seed.run(client, { table = "cruddur-messages", progress = true })
 --     -- summary = { messages = 101, groups = 2, pairs = 1, requests = 5, retries = 0, ... }
 --
--- `fixtures/users.lua` returns a list of users `{uuid, handle, display_name}`;
--- `fixtures/conversation.lua` returns `{ message_group_uuid, participants =
+-- `ddb/fixtures/users.lua` returns a list of users `{uuid, handle, display_name}`;
+-- `ddb/fixtures/conversation.lua` returns `{ message_group_uuid, participants =
 -- { handle, handle }, lines = { { handle, text }, ... } }`. Both are loaded
 -- as data: `loadfile(path, "t", {})`, no globals, no bytecode.
 --
@@ -41,11 +41,13 @@ M.MAX_ROUNDS = 8
 M.BACKOFF_BASE_MS = 50
 M.BACKOFF_MAX_MS = 5000
 
--- The checkout this module lives in (lua/ddb/seed.lua -> .), for the default fixture paths.
-local function default_root()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/lua/ddb/[^/]+$")
-  return dir or "."
+--- The path of a bundled fixture (`"users"` or `"conversation"`): the file
+-- `ddb/fixtures/NAME.lua` found on `package.path`, so the same lookup works
+-- from a checkout and from an installed rock.
+-- @tparam string name
+-- @treturn string|nil the path, nil when not found
+function M.fixture_path(name)
+  return package.searchpath("ddb.fixtures." .. name, package.path)
 end
 
 local function check_opts(opts, fname)
@@ -53,7 +55,7 @@ local function check_opts(opts, fname)
     error("seed." .. fname .. ": opts must be a table, got " .. type(opts), 3)
   end
   opts = opts or {}
-  for _, k in ipairs({ "users", "conversation", "root", "table" }) do
+  for _, k in ipairs({ "users", "conversation", "table" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "string" then
       error(("seed.%s: opts.%s must be a string, got %s"):format(fname, k, type(opts[k])), 3)
     end
@@ -135,9 +137,8 @@ local function validate_conversation(path, conv, by_handle)
 end
 
 --- Loads and validates the fixtures.
--- @tparam[opt] table opts `users` (path, default `ROOT/fixtures/users.lua`),
---   `conversation` (path, default `ROOT/fixtures/conversation.lua`), `root`
---   (default: the checkout this module is in)
+-- @tparam[opt] table opts `users` (path, default `fixture_path("users")`),
+--   `conversation` (path, default `fixture_path("conversation")`)
 -- @treturn table|nil `{ users = list, by_handle = map, participants = { user, user },
 --   message_group_uuid = uuid, lines = { { handle, text, user }, ... } }`
 -- @treturn table|nil error, code `invalid_fixture` (a file that cannot be
@@ -145,9 +146,8 @@ end
 -- @raise when `opts` or one of its fields has the wrong type
 function M.load_fixtures(opts)
   opts = check_opts(opts, "load_fixtures")
-  local root = opts.root or default_root()
-  local users_path = opts.users or (root .. "/fixtures/users.lua")
-  local conv_path = opts.conversation or (root .. "/fixtures/conversation.lua")
+  local users_path = opts.users or M.fixture_path("users") or "ddb/fixtures/users.lua"
+  local conv_path = opts.conversation or M.fixture_path("conversation") or "ddb/fixtures/conversation.lua"
   local users, err = load_data(users_path)
   if not users then return nil, err end
   local by_handle
@@ -305,7 +305,7 @@ end
 -- @tparam table client a `ddb.client`
 -- @tparam[opt] table opts
 --   `table` (name, default `cruddur-messages`);
---   `users`, `conversation`, `root` (fixture paths, as `load_fixtures`), or
+--   `users`, `conversation` (fixture paths, as `load_fixtures`), or
 --   `fixtures` (the result of `load_fixtures`);
 --   `progress` (true: an updating `seeding n/N items` line on stderr, ended
 --   by a newline; or any object with a `write` method to write it to);
@@ -339,7 +339,7 @@ function M.run(client, opts)
   }
   local fx, err = opts.fixtures
   if not fx then
-    fx, err = M.load_fixtures({ users = opts.users, conversation = opts.conversation, root = opts.root })
+    fx, err = M.load_fixtures({ users = opts.users, conversation = opts.conversation })
     if not fx then return nil, err end
   end
 
