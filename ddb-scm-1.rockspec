@@ -22,7 +22,7 @@ build = {
     ["ddb.core"] = {
       sources = {
         "src/buf.c", "src/client.c", "src/json.c", "src/module.c",
-        "src/sigv4.c", "src/sigv4_lua.c", "src/transport.c",
+        "src/rewrite.c", "src/sigv4.c", "src/sigv4_lua.c", "src/transport.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "ssl", "crypto" },
@@ -41,6 +41,7 @@ build = {
     ["ddb.cli"] = "lua/ddb/cli.lua",
     ["ddb.messages"] = "lua/ddb/messages.lua",
     ["ddb.seed"] = "lua/ddb/seed.lua",
+    ["ddb.stream"] = "lua/ddb/stream.lua",
     ["ddb.fixtures.users"] = "lua/ddb/fixtures/users.lua",
     ["ddb.fixtures.conversation"] = "lua/ddb/fixtures/conversation.lua",
   },

@@ -383,6 +383,34 @@ describe("fault_server", function()
       lonely:stop()
       assert.are.same({ 503, "later" }, { code, body })
     end)
+
+    it("by_target picks the step by X-Amz-Target, else otherwise, else the initial default", function()
+      local tx = "DynamoDB_20120810.TransactWriteItems"
+      front:default { action = "by_target", targets = { [tx] = { status = 500, body = "no" } } }
+      local function send(target)
+        local _, code, _, body = request(front.url .. "/", { body = "{}", headers = { ["X-Amz-Target"] = target } })
+        return code, body
+      end
+      assert.are.same({ 500, "no" }, { send(tx) })
+      assert.are.same({ 200, "{}" }, { send("DynamoDB_20120810.Query") }) -- forwarded
+      assert.are.same({ 500, "no" }, { send(tx) })                        -- every time
+      assert.are.equal(1, #up:log())
+      assert.are.equal(3, #front:log())
+
+      front:script { { action = "by_target", targets = { [tx] = { action = "forward" } },
+                       otherwise = { status = 418 } } }
+      assert.are.same({ 418, "" }, { send("DynamoDB_20120810.GetItem") })
+      assert.are.equal(1, #up:log())
+
+      for _, bad in ipairs({
+        { action = "by_target" },
+        { action = "by_target", targets = { [tx] = { action = "explode" } } },
+        { action = "by_target", targets = {}, otherwise = { action = "stall" } },
+        { action = "by_target", targets = { [tx] = { action = "by_target", targets = {} } } },
+      }) do
+        assert.is_false((pcall(front.script, front, { bad })))
+      end
+    end)
   end)
 
   describe("lifecycle", function()

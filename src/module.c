@@ -68,5 +68,6 @@ int luaopen_ddb_core(lua_State *L) {
     ddb_open_sigv4(L);
     ddb_open_json(L);
     ddb_open_client(L);
+    ddb_open_rewrite(L);
     return 1;
 }

@@ -62,6 +62,12 @@ Steps (a JSON object each; "action" absent means a plain response):
       upstream's answer, discard it, and send this step's plain response
       instead: the upstream did the work but the client never learns it (a
       lost response). Only valid with --upstream.
+  {"action": "by_target", "targets": {"DynamoDB_20120810.TransactWriteItems":
+   {"status": 500}}, "otherwise": {"action": "forward"}}
+      the step of "targets" named by the request's X-Amz-Target header, else
+      "otherwise" (default: the initial default step). Sub-steps are any steps
+      but by_target. As the default, it fails one operation every time while
+      the others go through.
 """
 
 import argparse
@@ -79,7 +85,7 @@ import urllib.parse
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 CHUNK = 64 * 1024
-ACTIONS = ("stall", "reset", "close", "truncate", "big", "forward", "forward_then")
+ACTIONS = ("stall", "reset", "close", "truncate", "big", "forward", "forward_then", "by_target")
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
     "proxy-connection", "te", "trailer", "trailers", "transfer-encoding",
@@ -119,6 +125,15 @@ def validate_step(step, upstream):
             raise StepError("big with json needs bytes >= 8")
     if action in ("forward", "forward_then") and not upstream:
         raise StepError("%s needs the server to be started with --upstream" % action)
+    if action == "by_target":
+        targets = step.get("targets")
+        if not isinstance(targets, dict):
+            raise StepError("by_target needs a JSON object \"targets\" (X-Amz-Target -> step)")
+        subs = list(targets.values()) + ([step["otherwise"]] if "otherwise" in step else [])
+        for sub in subs:
+            if isinstance(sub, dict) and sub.get("action") == "by_target":
+                raise StepError("by_target steps cannot nest")
+            validate_step(sub, upstream)
     return step
 
 
@@ -219,6 +234,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "body": body.decode("utf-8", "replace"),
             "peer_port": self.client_address[1],
         })
+        if step.get("action") == "by_target":
+            step = step["targets"].get(self.headers.get("X-Amz-Target", ""),
+                                       step.get("otherwise", state.initial_default))
         action = step.get("action")
         try:
             if action is None:

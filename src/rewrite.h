@@ -1,0 +1,35 @@
+/* rewrite.h: the stream rewrite engine (messaging pattern D) of ddb.core.
+ *
+ * Lua: core.rewrite(client, records[, opts]) -> summary
+ *   client   a table (or userdata) with client:call(op, params) -> response
+ *            | nil, err (lua/ddb/client.lua): every request goes through it,
+ *            so retries, signing and error values stay in one place.
+ *   records  array of DynamoDB stream records (a Lambda event's Records or a
+ *            GetRecords response's Records, decoded JSON), read raw.
+ *   opts     nil or { table = "cruddur-messages", index =
+ *            "message-group-sk-index", max_rounds = 5, inject = fn? }.
+ * Only INSERTs of well-formed MSG#<uuid> items act; any other or malformed
+ * record is a counted skip. Per message group the newest message of the batch
+ * wins; each owner's newest group row older than it moves there with one
+ * TransactWriteItems (conditional Delete + conditional Put per row, up to
+ * DDB_REWRITE_ROWS_PER_TX rows, deterministic ClientRequestToken); a row
+ * never moves back. A transaction lost to a race means a consistent re-read
+ * and a new decision, at most max_rounds times (then RewriteContention); a
+ * target sk held by the owner's row of another group fails at once
+ * (SortKeyTaken); any other error fails the group. Nothing else is retried.
+ * summary = { processed, moved, applied, skipped, failed,
+ *             batchItemFailures = {{itemIdentifier=}} | [], errors = {...} }
+ * with errors as the client returned them, or plain {code, message, group}
+ * tables made here. Raises only for arguments of the wrong type, or when
+ * client:call or inject raises (no C memory is held across those calls). */
+#ifndef DDB_REWRITE_H
+#define DDB_REWRITE_H
+
+#include "module.h" /* ddb_open_rewrite(L) adds `rewrite` to the module table */
+
+#define DDB_REWRITE_TABLE "cruddur-messages"
+#define DDB_REWRITE_INDEX "message-group-sk-index"
+#define DDB_REWRITE_MAX_ROUNDS 5
+#define DDB_REWRITE_ROWS_PER_TX 50 /* TransactWriteItems takes 100 actions, 2 per row */
+
+#endif
