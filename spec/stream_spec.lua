@@ -673,22 +673,214 @@ describe("ddb.stream", function()
       end)
     end)
 
-    it("fails fast, overwriting nothing, when the owner's row of another group holds the target sk", function()
-      -- An owner has one row per sk, whatever the group: two conversations
-      -- of Alice cannot both sit at the same time.
-      local g1 = seed_group(ALICE, BOB, at(0), "start")
-      local g2 = seed_group(ALICE, CARO, at(5), "the other conversation")
-      local rec = post(g1, at(5), BOB, "same microsecond")
-      local before = snapshot()
-      local rc = recording(client)
-      local s = process({ rec }, { client = rc })
-      assert_counts({ processed = 1, moved = 0, applied = 0, skipped = 0, failed = 1 }, s)
-      assert.equal("SortKeyTaken", s.errors[1].code)
-      assert.matches(g2, s.errors[1].message, 1, true)
-      assert.matches(model.group_pk(ALICE.uuid), s.errors[1].message, 1, true)
-      assert.equal(1, rc:count("TransactWriteItems")) -- no pointless re-reads
-      assert.same(before, snapshot())
-      assert_group_at(g2, { ALICE, CARO }, at(5), "the other conversation")
+    describe("an owner's row of another group at the target sk", function()
+      -- An owner has one row per sk, whatever the group: two conversations of
+      -- Alice cannot both sit at the same microsecond. The moving row steps
+      -- 1 us later instead, and the other group's row is never overwritten.
+      local function user(name_)
+        return { uuid = ids.uuid(), handle = name_, display_name = name_:upper() }
+      end
+
+      local function row_of(g, owner)
+        for _, r in ipairs(group_rows(g)) do
+          if r.pk == model.group_pk(owner.uuid) then return r end
+        end
+      end
+
+      local function calls_of(rc, op)
+        local out = {}
+        for _, c in ipairs(rc.calls) do
+          if c.op == op then out[#out + 1] = c.params end
+        end
+        return out
+      end
+
+      it("moves the owner's row to T+1us, leaves the other group alone, ignores a replay, moves on later", function()
+        local T = "2024-02-29T23:59:59.999999+00:00"
+        local T1 = "2024-03-01T00:00:00.000000+00:00" -- across a leap day, a month and every clock field
+        local g = seed_group(ALICE, BOB, "2024-02-29T10:00:00.000000+00:00", "start", { muted = true, stars = 3 })
+        local h = seed_group(ALICE, CARO, T, "the other conversation", { pinned = true, note = "keep me" })
+        local h_before = group_rows(h)
+        local rec = post(g, T, BOB, "same microsecond")
+        local rc = recording(client)
+        local s = process({ rec }, { client = rc })
+        assert_counts({ processed = 1, moved = 2, applied = 1, skipped = 0, failed = 0 }, s)
+        assert_no_failures(s)
+        -- Alice's row of g one microsecond later, every attribute kept; Bob's at T
+        assert.same({ pk = model.group_pk(ALICE.uuid), sk = T1, message = "same microsecond", message_group_uuid = g,
+          user_uuid = BOB.uuid, user_display_name = "Bob Brook", user_handle = "bob", muted = true, stars = 3 },
+          row_of(g, ALICE))
+        assert.same(model.group_row(BOB, ALICE, g, T, "same microsecond"), row_of(g, BOB))
+        assert.equal(2, #group_rows(g))
+        assert.same(h_before, group_rows(h)) -- untouched, every attribute
+        assert.equal(true, row_of(h, ALICE).pinned)
+
+        -- how: the Put's failed condition, then a consistent read of the slot,
+        -- then the same rows again with Alice's target bumped (no re-read)
+        local gets = calls_of(rc, "GetItem")
+        assert.equal(1, #gets)
+        assert.is_true(gets[1].ConsistentRead)
+        assert.same({ pk = { S = model.group_pk(ALICE.uuid) }, sk = { S = T } }, gets[1].Key)
+        local txs = calls_of(rc, "TransactWriteItems")
+        assert.equal(2, #txs)
+        assert.equal(1, rc:count("Query")) -- the GSI read only: no re-read
+        local puts = {}
+        for i = 2, 4, 2 do
+          local put_ = txs[2].TransactItems[i].Put
+          puts[put_.Item.pk.S] = put_.Item.sk.S
+          assert.equal("attribute_not_exists(pk)", put_.ConditionExpression)
+        end
+        assert.same({ [model.group_pk(ALICE.uuid)] = T1, [model.group_pk(BOB.uuid)] = T }, puts)
+        assert.are_not.equal(txs[1].ClientRequestToken, txs[2].ClientRequestToken) -- the token covers the targets
+
+        -- a replay (Alice's row at T+1us is not older than T) changes nothing
+        local before = snapshot()
+        for _, batch in ipairs({ { rec }, { copy(rec), rec } }) do
+          s = process(batch)
+          assert_counts({ processed = #batch, moved = 0, applied = 0, skipped = #batch, failed = 0 }, s)
+          assert_no_failures(s)
+          assert.same(before, snapshot())
+        end
+
+        -- a later message moves both participants as usual
+        local T5 = ids.after(T, 5)
+        assert.equal("2024-03-01T00:00:00.000004+00:00", T5)
+        s = process({ post(g, T5, ALICE, "later") })
+        assert_counts({ processed = 1, moved = 2, applied = 1, skipped = 0, failed = 0 }, s)
+        assert_group_at(g, { ALICE, BOB }, T5, "later")
+        assert.same(h_before, group_rows(h))
+      end)
+
+      it("steps as many times as needed, each owner on its own (two bumps for one, one for the other)", function()
+        local T = "2023-12-31T23:59:59.999999+00:00"
+        local T1, T2 = "2024-01-01T00:00:00.000000+00:00", "2024-01-01T00:00:00.000001+00:00"
+        local dave, erin, fay = user("dave"), user("erin"), user("fay")
+        local g = seed_group(ALICE, BOB, "2023-12-31T00:00:00.000000+00:00", "start")
+        local h1 = seed_group(ALICE, CARO, T, "h1") -- Alice: T and T+1us taken
+        local h2 = seed_group(ALICE, dave, T1, "h2")
+        local h3 = seed_group(BOB, erin, T, "h3")   -- Bob: T taken
+        local h4 = seed_group(fay, BOB, T2, "h4")   -- (T+2us taken for Bob, not on his way)
+        local others = {}
+        for _, h in ipairs({ h1, h2, h3, h4 }) do others[h] = group_rows(h) end
+        local rc = recording(client)
+        local s = process({ post(g, T, ALICE, "crowded") }, { client = rc })
+        assert_counts({ processed = 1, moved = 2, applied = 1, skipped = 0, failed = 0 }, s)
+        assert_no_failures(s)
+        assert.same(model.group_row(ALICE, BOB, g, T2, "crowded"), row_of(g, ALICE))
+        assert.same(model.group_row(BOB, ALICE, g, T1, "crowded"), row_of(g, BOB))
+        assert.equal(2, #group_rows(g))
+        for h, rows in pairs(others) do assert.same(rows, group_rows(h)) end
+        assert.equal(3, rc:count("TransactWriteItems")) -- T/T, then T+1/T+1, then T+2/T+1
+        assert.equal(3, rc:count("GetItem"))
+        assert.equal(1, rc:count("Query"))
+      end)
+
+      it("carries the microsecond through seconds, minutes, hours, days, months, years and leap years", function()
+        local cases = {
+          { "2026-03-01T12:00:00.000041+00:00", "2026-03-01T12:00:00.000042+00:00" },
+          { "2026-03-01T12:00:00.999999+00:00", "2026-03-01T12:00:01.000000+00:00" },
+          { "2026-03-01T12:34:59.999999+00:00", "2026-03-01T12:35:00.000000+00:00" },
+          { "2026-03-01T09:59:59.999999+00:00", "2026-03-01T10:00:00.000000+00:00" },
+          { "2026-03-01T23:59:59.999999+00:00", "2026-03-02T00:00:00.000000+00:00" },
+          { "2026-01-31T23:59:59.999999+00:00", "2026-02-01T00:00:00.000000+00:00" },
+          { "2026-04-30T23:59:59.999999+00:00", "2026-05-01T00:00:00.000000+00:00" },
+          { "2026-02-28T23:59:59.999999+00:00", "2026-03-01T00:00:00.000000+00:00" }, -- common year
+          { "2024-02-28T23:59:59.999999+00:00", "2024-02-29T00:00:00.000000+00:00" }, -- leap year
+          { "2024-02-29T23:59:59.999999+00:00", "2024-03-01T00:00:00.000000+00:00" },
+          { "2100-02-28T23:59:59.999999+00:00", "2100-03-01T00:00:00.000000+00:00" }, -- century: common
+          { "2000-02-28T23:59:59.999999+00:00", "2000-02-29T00:00:00.000000+00:00" }, -- 400 years: leap
+          { "2026-12-31T23:59:59.999999+00:00", "2027-01-01T00:00:00.000000+00:00" },
+          { "1999-12-31T23:59:59.999999+00:00", "2000-01-01T00:00:00.000000+00:00" },
+        }
+        local batch, groups = {}, {}
+        for i, case in ipairs(cases) do
+          assert.equal(case[2], ids.after(case[1])) -- the expectation agrees with ddb.ids
+          local o, p, q = user("o" .. i), user("p" .. i), user("q" .. i)
+          local g = seed_group(o, p, "1990-01-01T00:00:00.000000+00:00", "start")
+          seed_group(o, q, case[1], "in the way")
+          groups[i] = { g = g, o = o, p = p }
+          batch[i] = post(g, case[1], p, "case " .. i)
+        end
+        local s = process(batch) -- one batch, one group per record
+        assert_counts({ processed = #cases, moved = 2 * #cases, applied = #cases, skipped = 0, failed = 0 }, s)
+        for i, case in ipairs(cases) do
+          local x = groups[i]
+          assert.equal(case[2], row_of(x.g, x.o).sk, case[1])
+          assert.equal(case[1], row_of(x.g, x.p).sk, case[1])
+          assert.equal("case " .. i, row_of(x.g, x.o).message)
+        end
+      end)
+
+      it("fails the group with SortKeyTaken, overwriting nothing, when every step is taken too", function()
+        local T = "2026-03-01T12:00:00.999990+00:00"
+        local g = seed_group(ALICE, BOB, at(0), "start")
+        for i = 0, 16 do -- T and the 16 microseconds after it (across a second)
+          seed_group(ALICE, user("x" .. i), ids.after(T, i), "busy " .. i)
+        end
+        local rec = post(g, T, BOB, "no room")
+        local before = snapshot()
+        local rc = recording(client)
+        local s = process({ rec }, { client = rc })
+        assert_counts({ processed = 1, moved = 0, applied = 0, skipped = 0, failed = 1 }, s)
+        assert.same({ { itemIdentifier = seq_of(rec) } }, s.batchItemFailures)
+        assert.equal("SortKeyTaken", s.errors[1].code)
+        assert.is_true(errors.is(s.errors[1]))
+        assert.equal(g, s.errors[1].group)
+        assert.matches(model.group_pk(ALICE.uuid), s.errors[1].message, 1, true)
+        assert.matches(T, s.errors[1].message, 1, true)
+        assert.equal(17, rc:count("TransactWriteItems")) -- T, then 16 steps
+        assert.same(before, snapshot()) -- Bob's row not moved either: one transaction
+      end)
+
+      it("fails the group with SortKeyTaken when the taken sk is not a timestamp it can step past", function()
+        local g = seed_group(ALICE, BOB, "a", "start")
+        local h = seed_group(ALICE, CARO, "custom-key", "other")
+        local rec = post(g, "custom-key", BOB, "odd key")
+        local before = snapshot()
+        local s = process({ rec })
+        assert_counts({ processed = 1, moved = 0, applied = 0, skipped = 0, failed = 1 }, s)
+        assert.equal("SortKeyTaken", s.errors[1].code)
+        assert.matches(h, s.errors[1].message, 1, true)
+        assert.same(before, snapshot())
+      end)
+
+      it("treats the slot held by its own group's row (another processor's move) as a race, not a bump", function()
+        local g = seed_group(ALICE, BOB, at(0), "start")
+        local rec = post(g, at(2), BOB, "target")
+        local raced = false
+        local rc = recording(client)
+        local s = process({ rec }, { client = rc, inject = function(stage)
+          if stage == "before_write" and not raced then
+            raced = true
+            competing_move(ALICE, g, at(0), at(2), "target")
+          end
+        end })
+        assert_counts({ processed = 1, moved = 1, applied = 1, skipped = 0, failed = 0 }, s)
+        assert_group_at(g, { ALICE, BOB }, at(2), "target") -- nobody stepped to at(2) + 1us
+        assert.equal(1, rc:count("GetItem"))
+        assert.equal(2, rc:count("TransactWriteItems"))
+      end)
+
+      it("keeps a step across a re-read, and leaves a row another processor already stepped", function()
+        local T = at(3)
+        local g = seed_group(ALICE, BOB, at(0), "start")
+        local h = seed_group(ALICE, CARO, T, "other")
+        local rec = post(g, T, BOB, "target")
+        local raced = false
+        local s = process({ rec }, { inject = function(stage)
+          if stage == "before_write" and not raced then
+            raced = true -- another processor of the same record got there first, Alice's row only
+            competing_move(ALICE, g, at(0), ids.after(T), "target")
+          end
+        end })
+        assert_counts({ processed = 1, moved = 1, applied = 1, skipped = 0, failed = 0 }, s)
+        assert_no_failures(s)
+        assert.equal(ids.after(T), row_of(g, ALICE).sk)
+        assert.equal(T, row_of(g, BOB).sk)
+        assert.equal(2, #group_rows(g))
+        assert.equal(2, #group_rows(h))
+        assert.equal("other", row_of(h, ALICE).message)
+      end)
     end)
 
     it("raises on arguments of the wrong type", function()

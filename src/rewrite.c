@@ -10,6 +10,10 @@
  *           the ones older than the target in one transaction; when the
  *           transaction loses a race, re-read each owner's row consistently
  *           from the base table and decide again (at most max_rounds times).
+ *           When an owner's slot (GRP#owner, target) is held by that owner's
+ *           row of another group, that owner's target steps 1 us later and
+ *           the transaction is sent again (at most DDB_REWRITE_MAX_BUMPS
+ *           steps per owner); the steps are kept across re-reads.
  *   report  the summary table.
  *
  * Memory: the plan is a userdata and every string it points to is anchored in
@@ -23,6 +27,7 @@
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +37,8 @@
 #define MAX_ROUNDS_LIMIT 1000 /* largest opts.max_rounds accepted */
 #define MAX_RECORDS (1 << 24) /* larger batches raise (Lambda sends <= 10000) */
 #define TOKEN_BYTES 16        /* ClientRequestToken: 32 hex digits of SHA-256 */
-#define STACK_NEED 48         /* slots used by the deepest helper chain */
+#define STACK_NEED 64         /* slots used by the deepest helper chain */
+#define TS_LEN 32             /* YYYY-MM-DDTHH:MM:SS.ffffff+00:00 */
 
 /* Debug builds check that each helper leaves the stack as its comment says. */
 #ifndef NDEBUG
@@ -45,6 +51,8 @@
 
 enum { OUT_NONE = 0, OUT_MOVED, OUT_FAILED };  /* a group's outcome */
 enum { W_DONE, W_RACE, W_FAIL };               /* a write round's outcome */
+enum { X_RACE, X_BUMPED, X_FAIL };             /* what a cancelled transaction means */
+enum { SLOT_FREE, SLOT_OURS, SLOT_OTHER };     /* who holds a Put's slot */
 enum { A_UUID = 1, A_SK, A_MSG, A_ID, A_SLOTS }; /* anchor slots of a group */
 
 typedef struct {
@@ -71,10 +79,13 @@ typedef struct {
     plan p;
 } ctx;
 
-/* A row that must move, for sorting by owner (pointers anchored by the row). */
+/* A row that must move, for sorting by owner: its owner (pk), its current sk
+ * and the sk it moves to (the group's target, or later after bumps). pk and
+ * sk are anchored in the rows array, to in the targets table (or it is the
+ * group's sk). */
 typedef struct {
-    const char *pk, *sk;
-    size_t pk_len, sk_len;
+    const char *pk, *sk, *to;
+    size_t pk_len, sk_len, to_len;
     int row; /* index in the rows array */
 } move_ref;
 
@@ -142,6 +153,65 @@ static int is_utf8(const char *str, size_t n) {
         if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
         i += len;
     }
+    return 1;
+}
+
+/* n decimal digits at s into *out; 0 when one is not a digit. */
+static int read_digits(const char *s, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static int days_in_month(int y, int mo) {
+    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return mo == 2 && leap ? 29 : dim[mo - 1];
+}
+
+/* The timestamp 1 us after s (`YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, UTC, the
+ * ddb.ids format: fixed width, so byte order is time order), carried through
+ * seconds, minutes, hours, days, months (leap years included) and years,
+ * written to out as TS_LEN bytes and a NUL. Returns 0, out untouched, when s
+ * is not such a timestamp of a real date and time (no leap second) or the
+ * result would pass the year 9999. */
+static int next_usec(const char *s, size_t n, char out[TS_LEN + 1]) {
+    int y, mo, d, h, mi, se, us;
+    if (n != TS_LEN || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[19] != '.' || memcmp(s + 26, "+00:00", 6) != 0)
+        return 0;
+    if (!read_digits(s, 4, &y) || !read_digits(s + 5, 2, &mo) || !read_digits(s + 8, 2, &d) ||
+        !read_digits(s + 11, 2, &h) || !read_digits(s + 14, 2, &mi) || !read_digits(s + 17, 2, &se) ||
+        !read_digits(s + 20, 6, &us))
+        return 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59) return 0;
+    if (++us > 999999) {
+        us = 0;
+        if (++se > 59) {
+            se = 0;
+            if (++mi > 59) {
+                mi = 0;
+                if (++h > 23) {
+                    h = 0;
+                    if (++d > days_in_month(y, mo)) {
+                        d = 1;
+                        if (++mo > 12) {
+                            mo = 1;
+                            if (++y > 9999) return 0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    char buf[TS_LEN + 1];
+    int w = snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00", y, mo, d, h, mi, se, us);
+    if (w != TS_LEN) return 0;
+    memcpy(out, buf, sizeof buf);
     return 1;
 }
 
@@ -520,9 +590,10 @@ static int digest_field(EVP_MD_CTX *x, const char *s, size_t n) {
 }
 
 /* Pushes the ClientRequestToken of a transaction: the first 16 bytes of a
- * SHA-256 over the table, the group, the target and the rows moved (owner
- * and old sk, sorted), in hex. The same move gets the same token (a retried
- * request is idempotent); a different decision gets a different one (reusing
+ * SHA-256 over the table, the group, its target and message, and the rows
+ * moved (owner, old sk and the sk it moves to, sorted by owner), in hex. The
+ * same move gets the same token (a retried request is idempotent); a
+ * different decision, a bumped target included, gets a different one (reusing
  * a token with other parameters is an error in DynamoDB). */
 static void push_token(ctx *c, const group_plan *g, const move_ref *m, int n) {
     lua_State *L = c->L;
@@ -531,11 +602,12 @@ static void push_token(ctx *c, const group_plan *g, const move_ref *m, int n) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     EVP_MD_CTX *x = EVP_MD_CTX_new();
-    int ok = x && EVP_DigestInit_ex(x, EVP_sha256(), NULL) && digest_field(x, "ddb.rewrite/1", 13) &&
+    int ok = x && EVP_DigestInit_ex(x, EVP_sha256(), NULL) && digest_field(x, "ddb.rewrite/2", 13) &&
              digest_field(x, table, tl) && digest_field(x, g->uuid, UUID_LEN) &&
              digest_field(x, g->sk, g->sk_len) && digest_field(x, g->msg, g->msg_len);
     for (int k = 0; ok && k < n; k++)
-        ok = digest_field(x, m[k].pk, m[k].pk_len) && digest_field(x, m[k].sk, m[k].sk_len);
+        ok = digest_field(x, m[k].pk, m[k].pk_len) && digest_field(x, m[k].sk, m[k].sk_len) &&
+             digest_field(x, m[k].to, m[k].to_len);
     ok = ok && EVP_DigestFinal_ex(x, md, &mdlen) && mdlen >= TOKEN_BYTES;
     EVP_MD_CTX_free(x);
     if (!ok) luaL_error(L, "rewrite: SHA-256 failed");
@@ -568,8 +640,8 @@ static void push_delete(ctx *c, int row) {
 }
 
 /* Pushes {Put = {...}}: a copy of the row at index row (every attribute)
- * with sk and message of the group's target. */
-static void push_put(ctx *c, const group_plan *g, int row) {
+ * with the sk it moves to (mv->to) and the group's message. */
+static void push_put(ctx *c, const group_plan *g, int row, const move_ref *mv) {
     lua_State *L = c->L;
     row = lua_absindex(L, row);
     lua_createtable(L, 0, 1);
@@ -583,15 +655,13 @@ static void push_put(ctx *c, const group_plan *g, int row) {
         lua_insert(L, -2);
         lua_rawset(L, -4);
     }
-    push_s(L, g->sk, g->sk_len);
+    push_s(L, mv->to, mv->to_len);
     lua_setfield(L, -2, "sk");
     push_s(L, g->msg, g->msg_len);
     lua_setfield(L, -2, "message");
     lua_setfield(L, -2, "Item");
     lua_pushliteral(L, "attribute_not_exists(pk)");
     lua_setfield(L, -2, "ConditionExpression");
-    lua_pushliteral(L, "ALL_OLD"); /* what holds the slot, when it is taken */
-    lua_setfield(L, -2, "ReturnValuesOnConditionCheckFailure");
     lua_setfield(L, -2, "Put");
 }
 
@@ -606,7 +676,7 @@ static void push_transaction(ctx *c, const group_plan *g, int rows, const move_r
         lua_rawgeti(L, rows, m[k].row);
         push_delete(c, -1);
         lua_rawseti(L, -3, 2 * (lua_Integer)k + 1);
-        push_put(c, g, -1);
+        push_put(c, g, -1, &m[k]);
         lua_rawseti(L, -3, 2 * (lua_Integer)k + 2);
         lua_pop(L, 1);
     }
@@ -616,70 +686,162 @@ static void push_transaction(ctx *c, const group_plan *g, int rows, const move_r
     STACK_LEAVE(L, 1);
 }
 
-/* A transaction cancelled only by failed conditions or conflicting
- * transactions: rows changed under us, so re-read and decide again. */
-static int is_race(lua_State *L, int err) {
-    static const char *const p_code[] = {"Code", NULL};
-    STACK_ENTER(L);
-    const int top = lua_gettop(L);
-    err = lua_absindex(L, err);
-    size_t n = 0;
-    int race = 0, other = 0;
-    push_field(L, err, "code");
-    const char *code = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-    if (equals(code, n, "TransactionCanceledException") &&
-        push_field(L, err, "cancellation_reasons") == LUA_TTABLE) {
-        const int reasons = lua_gettop(L);
-        lua_Unsigned len = lua_rawlen(L, reasons);
-        for (lua_Unsigned i = 1; i <= len && !other; i++) {
-            lua_rawgeti(L, reasons, (lua_Integer)i);
-            const char *r = path_string(L, -1, p_code, &n);
-            if (equals(r, n, "ConditionalCheckFailed") || equals(r, n, "TransactionConflict")) race = 1;
-            else if (r && !equals(r, n, "None")) other = 1;
-            lua_pop(L, 2);
-        }
-    }
-    lua_settop(L, top);
-    STACK_LEAVE(L, 0);
-    return race && !other;
-}
-
-/* When the transaction (error at err) failed because a Put's slot (owner,
- * target sk) holds that owner's row of ANOTHER group, pushes a SortKeyTaken
- * error and returns 1: re-reading cannot help, since an owner has one row per
- * sk whatever the group. Returns 0 (nothing pushed) otherwise. */
-static int collision(ctx *c, const group_plan *g, int err, const move_ref *m, int n) {
-    static const char *const p_code[] = {"Code", NULL};
-    static const char *const p_group[] = {"Item", "message_group_uuid", "S", NULL};
+/* Who holds the slot (mv->pk, mv->to) a Put could not take, by a consistent
+ * GetItem. Returns SLOT_FREE (nothing: it left since), SLOT_OURS (a row of
+ * our own group: another processor moved it there), or SLOT_OTHER with the
+ * holder's message_group_uuid pushed (nil when it has none as a string), or
+ * -1 with the client's error pushed. Pushes nothing in the first two cases. */
+static int slot_holder(ctx *c, const group_plan *g, const move_ref *mv) {
+    static const char *const p_group[] = {"message_group_uuid", "S", NULL};
     lua_State *L = c->L;
     STACK_ENTER(L);
     const int top = lua_gettop(L);
-    int found = 0;
-    if (push_field(L, err, "cancellation_reasons") == LUA_TTABLE) {
-        for (int k = 0; k < n && !found; k++) {
-            size_t cl = 0, gl = 0;
-            lua_rawgeti(L, top + 1, 2 * (lua_Integer)k + 2); /* the reason for row k's Put */
-            const char *code = path_string(L, -1, p_code, &cl);
-            const char *other = path_string(L, -2, p_group, &gl);
-            if (equals(code, cl, "ConditionalCheckFailed") && other &&
-                cmp_bytes(other, gl, g->uuid, UUID_LEN) != 0) {
-                push_error(L, "SortKeyTaken",
-                           "%s already has a row at %s (group %s): the row of group %s cannot move there",
-                           m[k].pk, g->sk, other, g->uuid);
-                found = 1;
-                lua_replace(L, top + 1);
+    lua_createtable(L, 0, 3); /* top+1: the request */
+    lua_pushvalue(L, c->table);
+    lua_setfield(L, -2, "TableName");
+    lua_createtable(L, 0, 2);
+    push_s(L, mv->pk, mv->pk_len);
+    lua_setfield(L, -2, "pk");
+    push_s(L, mv->to, mv->to_len);
+    lua_setfield(L, -2, "sk");
+    lua_setfield(L, -2, "Key");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "ConsistentRead");
+    if (!call_client(c, "GetItem", top + 1)) { /* top+2: the error */
+        lua_replace(L, top + 1);
+        STACK_LEAVE(L, 1);
+        return -1;
+    }
+    int holder = SLOT_FREE;
+    if (push_field(L, top + 2, "Item") == LUA_TTABLE) { /* top+3 */
+        size_t gl = 0;
+        const char *gu = path_string(L, top + 3, p_group, &gl); /* top+4 */
+        if (gu && cmp_bytes(gu, gl, g->uuid, UUID_LEN) == 0) {
+            holder = SLOT_OURS;
+        } else {
+            holder = SLOT_OTHER;
+            if (!gu) {
+                lua_pop(L, 1);
+                lua_pushnil(L);
             }
-            lua_settop(L, top + 1);
+            lua_replace(L, top + 1);
         }
     }
-    if (!found) lua_settop(L, top);
-    STACK_LEAVE(L, found);
-    return found;
+    lua_settop(L, top + (holder == SLOT_OTHER));
+    STACK_LEAVE(L, holder == SLOT_OTHER);
+    return holder;
 }
 
-/* Moves every row of best older than the group's target. Returns W_DONE or
- * W_RACE with the stack unchanged, or W_FAIL with the error pushed. */
-static int write_moves(ctx *c, group_plan *g, int best) {
+/* Steps the target of move mv 1 us later, after finding its slot held by a
+ * row of another group (holder's group on top, popped). Returns 1, or 0 with
+ * a SortKeyTaken error in the holder's place when the owner has had its
+ * DDB_REWRITE_MAX_BUMPS steps already or its target is not a timestamp that
+ * can step. targets/bumps: per owner pk, its target and its steps so far. */
+static int bump(ctx *c, const group_plan *g, move_ref *mv, int targets, int bumps) {
+    lua_State *L = c->L;
+    STACK_ENTER(L);
+    char next[TS_LEN + 1];
+    lua_pushlstring(L, mv->pk, mv->pk_len);
+    lua_rawget(L, bumps);
+    lua_Integer done = lua_tointeger(L, -1); /* 0 when nil */
+    lua_pop(L, 1);
+    if (done >= DDB_REWRITE_MAX_BUMPS || !next_usec(mv->to, mv->to_len, next)) {
+        const char *other = lua_tostring(L, -1);
+        if (done >= DDB_REWRITE_MAX_BUMPS)
+            push_error(L, "SortKeyTaken",
+                       "%s: the row of group %s cannot move to %s nor to any of the %d microseconds after "
+                       "it: rows of other groups hold them all (the last one: group %s)",
+                       mv->pk, g->uuid, g->sk, (int)DDB_REWRITE_MAX_BUMPS, other ? other : "(none)");
+        else
+            push_error(L, "SortKeyTaken",
+                       "%s already has a row at %s (group %s), and that sk is not a timestamp to step "
+                       "past: the row of group %s cannot move there",
+                       mv->pk, mv->to, other ? other : "(none)", g->uuid);
+        lua_replace(L, -2);
+        STACK_LEAVE(L, 0);
+        return 0;
+    }
+    lua_pop(L, 1);
+    lua_pushlstring(L, mv->pk, mv->pk_len);
+    lua_pushinteger(L, done + 1);
+    lua_rawset(L, bumps);
+    lua_pushlstring(L, mv->pk, mv->pk_len);
+    lua_pushlstring(L, next, TS_LEN);
+    mv->to = lua_tolstring(L, -1, &mv->to_len); /* stays anchored in targets */
+    lua_rawset(L, targets);
+    STACK_LEAVE(L, -1);
+    return 1;
+}
+
+/* What a failed TransactWriteItems (error at err, moving the n rows m) means.
+ *   X_RACE    rows changed under us: a Delete's condition failed (the row
+ *             moved), a conflicting transaction, or a Put's slot turned out
+ *             free or held by our own group's row (another processor moved
+ *             it there): re-read and decide again.
+ *   X_BUMPED  the only obstacles were slots held by rows of other groups:
+ *             those owners' targets stepped 1 us later (m, targets, bumps
+ *             updated): send the rows again.
+ * Both leave the stack unchanged (steps taken are kept with X_RACE too).
+ *   X_FAIL    the error to report is pushed: err itself when it is not a
+ *             cancellation by conditions and conflicts, the GetItem's error,
+ *             or SortKeyTaken (see bump). */
+static int on_cancel(ctx *c, const group_plan *g, int err, move_ref *m, int n, int targets, int bumps) {
+    static const char *const p_code[] = {"Code", NULL};
+    lua_State *L = c->L;
+    STACK_ENTER(L);
+    const int top = lua_gettop(L);
+    err = lua_absindex(L, err);
+    size_t len = 0;
+    int race = 0, other = 0, bumped = 0;
+    push_field(L, err, "code"); /* top+1 */
+    const char *code = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (!equals(code, len, "TransactionCanceledException") ||
+        push_field(L, err, "cancellation_reasons") != LUA_TTABLE) /* top+2 */
+        goto fail_with_err;
+    const int reasons = top + 2;
+    lua_Unsigned nr = lua_rawlen(L, reasons);
+    for (lua_Unsigned i = 1; i <= nr && !other; i++) {
+        lua_rawgeti(L, reasons, (lua_Integer)i);
+        const char *r = path_string(L, -1, p_code, &len);
+        if (equals(r, len, "ConditionalCheckFailed")) {
+            if (i % 2 == 1) race = 1; /* a Delete's: its row moved; a Put's: below */
+        } else if (equals(r, len, "TransactionConflict")) race = 1;
+        else if (r && !equals(r, len, "None")) other = 1;
+        lua_pop(L, 2);
+    }
+    if (other) goto fail_with_err;
+    for (int k = 0; k < n; k++) {
+        lua_rawgeti(L, reasons, 2 * (lua_Integer)k + 2); /* the reason for row k's Put */
+        const char *r = path_string(L, -1, p_code, &len);
+        int taken = equals(r, len, "ConditionalCheckFailed");
+        lua_pop(L, 2);
+        if (!taken) continue;
+        int h = slot_holder(c, g, &m[k]);
+        if (h < 0 || (h == SLOT_OTHER && !bump(c, g, &m[k], targets, bumps))) { /* the error on top */
+            lua_replace(L, top + 1);
+            lua_settop(L, top + 1);
+            STACK_LEAVE(L, 1);
+            return X_FAIL;
+        }
+        if (h == SLOT_OTHER) bumped = 1;
+        else race = 1;
+    }
+    if (race || bumped) {
+        lua_settop(L, top);
+        STACK_LEAVE(L, 0);
+        return race ? X_RACE : X_BUMPED;
+    }
+fail_with_err:
+    lua_settop(L, top);
+    lua_pushvalue(L, err);
+    STACK_LEAVE(L, 1);
+    return X_FAIL;
+}
+
+/* Moves every row of best older than the group's target, each to its owner's
+ * target (targets[pk], else the group's sk; later after bumps). Returns
+ * W_DONE or W_RACE with the stack unchanged, or W_FAIL with the error pushed. */
+static int write_moves(ctx *c, group_plan *g, int best, int targets, int bumps) {
     lua_State *L = c->L;
     const int base = lua_gettop(L);
     size_t len;
@@ -712,24 +874,34 @@ static int write_moves(ctx *c, group_plan *g, int best) {
         lua_rawseti(L, base + 1, n + 2 * (lua_Integer)k + 2);
         lua_rawseti(L, base + 1, n + 2 * (lua_Integer)k + 1);
         lua_pop(L, 1);
+        m[k].to = g->sk;
+        m[k].to_len = g->sk_len;
+        lua_pushlstring(L, m[k].pk, m[k].pk_len);
+        if (lua_rawget(L, targets) == LUA_TSTRING) m[k].to = lua_tolstring(L, -1, &m[k].to_len);
+        lua_pop(L, 1); /* a target stays anchored in targets */
     }
     qsort(m, (size_t)n, sizeof *m, cmp_move);
 
     if (!run_inject(c, "before_write", g)) goto fail;
-    for (int from = 0; from < n; from += DDB_REWRITE_ROWS_PER_TX) {
+    for (int from = 0; from < n;) {
         int cnt = n - from < DDB_REWRITE_ROWS_PER_TX ? n - from : DDB_REWRITE_ROWS_PER_TX;
         push_transaction(c, g, base + 1, m + from, cnt); /* base+3 */
         if (call_client(c, "TransactWriteItems", base + 3)) {
             g->moved += cnt;
+            from += cnt;
             lua_settop(L, base + 2);
             continue;
         }
-        if (collision(c, g, base + 4, m + from, cnt)) goto fail;
-        if (is_race(L, base + 4)) {
+        /* base+4: the error */
+        int x = on_cancel(c, g, base + 4, m + from, cnt, targets, bumps);
+        if (x == X_FAIL) goto fail;
+        lua_settop(L, base + 2);
+        if (x == X_RACE) {
             lua_settop(L, base);
             return W_RACE;
         }
-        goto fail;
+        /* X_BUMPED: the same rows again, to their later targets; each time
+         * an owner's step count grows, so this ends */
     }
     lua_settop(L, base);
     return W_DONE;
@@ -760,14 +932,16 @@ static int apply_group(ctx *c, group_plan *g) {
     STACK_ENTER(L);
     const int base = lua_gettop(L);
     lua_newtable(L); /* base+1: owners (pk strings) seen by the first read */
+    lua_newtable(L); /* base+2: targets, pk -> sk, of owners bumped past the group's sk */
+    lua_newtable(L); /* base+3: bumps, pk -> steps taken */
     for (lua_Integer round = 0;; round++) {
-        lua_newtable(L); /* base+2: best row per owner */
-        int ok = round == 0 ? read_gsi(c, g, base + 2) : reread_owners(c, g, base + 1, base + 2);
+        lua_newtable(L); /* base+4: best row per owner */
+        int ok = round == 0 ? read_gsi(c, g, base + 4) : reread_owners(c, g, base + 1, base + 4);
         if (!ok || !run_inject(c, "after_read", g)) goto fail;
-        if (round == 0) collect_owners(L, base + 2, base + 1);
-        int w = write_moves(c, g, base + 2);
+        if (round == 0) collect_owners(L, base + 4, base + 1);
+        int w = write_moves(c, g, base + 4, base + 2, base + 3);
         if (w == W_FAIL) goto fail;
-        lua_settop(L, base + 1);
+        lua_settop(L, base + 3);
         if (w == W_DONE) break;
         if (round >= c->max_rounds) {
             push_error(L, "RewriteContention",

@@ -10,13 +10,25 @@
  *            "message-group-sk-index", max_rounds = 5, inject = fn? }.
  * Only INSERTs of well-formed MSG#<uuid> items act; any other or malformed
  * record is a counted skip. Per message group the newest message of the batch
- * wins; each owner's newest group row older than it moves there with one
- * TransactWriteItems (conditional Delete + conditional Put per row, up to
- * DDB_REWRITE_ROWS_PER_TX rows, deterministic ClientRequestToken); a row
- * never moves back. A transaction lost to a race means a consistent re-read
- * and a new decision, at most max_rounds times (then RewriteContention); a
- * target sk held by the owner's row of another group fails at once
- * (SortKeyTaken); any other error fails the group. Nothing else is retried.
+ * (sk T) wins; each owner's newest group row older than T moves there with
+ * one TransactWriteItems (conditional Delete + conditional Put per row, up to
+ * DDB_REWRITE_ROWS_PER_TX rows, deterministic ClientRequestToken over the
+ * actual target sks); a row never moves back. A transaction lost to a race
+ * means a consistent re-read and a new decision, at most max_rounds times
+ * (then RewriteContention); any other error fails the group. Nothing else is
+ * retried.
+ * Bump: an owner has one row per sk, whatever the group. When a Put fails its
+ * condition, a consistent GetItem of its slot (GRP#owner, target) tells who
+ * holds it: our group's row (another processor moved it) or nothing any more
+ * is a race as above; a row of ANOTHER group is never overwritten: that
+ * owner's target steps to target + 1 us (timestamps
+ * YYYY-MM-DDTHH:MM:SS.ffffff+00:00, carried through days, months, leap years
+ * and years) and the transaction is sent again, at most DDB_REWRITE_MAX_BUMPS
+ * steps per owner and group (steps are kept across re-reads). So an owner's
+ * row may end a few us after T, and the participants of one transaction at
+ * different sks; "never back" still holds (a replay targets T <= the row's
+ * sk). SortKeyTaken fails the group, overwriting nothing, when an owner's
+ * steps run out or a held target is not such a timestamp.
  * summary = { processed, moved, applied, skipped, failed,
  *             batchItemFailures = {{itemIdentifier=}} | [], errors = {...} }
  * with errors as the client returned them, or plain {code, message, group}
@@ -30,6 +42,7 @@
 #define DDB_REWRITE_TABLE "cruddur-messages"
 #define DDB_REWRITE_INDEX "message-group-sk-index"
 #define DDB_REWRITE_MAX_ROUNDS 5
+#define DDB_REWRITE_MAX_BUMPS 16   /* 1 us steps per owner past a taken sk */
 #define DDB_REWRITE_ROWS_PER_TX 50 /* TransactWriteItems takes 100 actions, 2 per row */
 
 #endif
