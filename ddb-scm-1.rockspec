@@ -56,6 +56,7 @@ build = {
       ["ddb-list-tables"] = "bin/ddb/list-tables",
       ["ddb-scan"] = "bin/ddb/scan",
       ["ddb-seed"] = "bin/ddb/seed",
+      ["ddb-stream"] = "bin/ddb/stream",
     },
   },
 }
