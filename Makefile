@@ -3,6 +3,7 @@
 #   make test     install what is missing, build, start moto on loopback, run the whole suite
 #   make demo     install what is missing, build, start moto, run the messaging demo
 #   make lint     luacheck
+#   make bench    install what the benchmarks need, build, run bench/run: writes bench/RESULTS.md
 
 LUA      ?= lua5.4
 CC       ?= cc
@@ -20,7 +21,7 @@ OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
 export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(abspath $(BUILD))/?.so;;
 
-.PHONY: all deps build test test-unit demo lint clean
+.PHONY: all deps build test test-unit demo lint clean bench bench-deps
 
 all: $(BUILD)/ddb/core.so
 build: $(BUILD)/ddb/core.so
@@ -45,6 +46,29 @@ test: deps
 demo: deps
 	@$(MAKE) --no-print-directory build
 	@scripts/demo
+
+# Benchmarks (bench/): ddb beside boto3, the AWS CLI and a bare libcurl loop,
+# against nginx on loopback; writes bench/RESULTS.md. BENCH_ARGS is passed to
+# bench/run (e.g. BENCH_ARGS="--quick --parts percall").
+BENCH_ARGS ?=
+
+bench-deps:
+	@scripts/deps.sh bench
+
+BENCH_TOOLS := $(BUILD)/bench/curl_floor $(BUILD)/bench/measure
+
+$(BUILD)/bench/curl_floor: bench/curl_floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=c11 -Wall -Wextra -Werror $(shell pkg-config --cflags libcurl) -o $@ $< $(LDFLAGS) \
+		$(shell pkg-config --libs libcurl)
+
+$(BUILD)/bench/measure: bench/measure.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=c11 -Wall -Wextra -Werror -o $@ $< $(LDFLAGS)
+
+bench: bench-deps
+	@$(MAKE) --no-print-directory build $(BENCH_TOOLS)
+	@bench/run $(BENCH_ARGS)
 
 lint:
 	luacheck --no-color -q lua bin spec examples

@@ -2,11 +2,22 @@
 # Installs what ddb needs and is missing: Debian packages, then the
 # project-local Python venv (.venv) with the pinned moto server.
 # Safe to run repeatedly; does nothing when everything is there.
+#   scripts/deps.sh          what the build, the specs and the demo need
+#   scripts/deps.sh bench    that, plus what `make bench` needs: nginx-light
+#                            (the null endpoint), valgrind (callgrind)
+#                            and bench/.venv with the latest boto3 and AWS CLI
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mode=${1:-}
+case "$mode" in
+  ""|bench) ;;
+  *) echo "usage: scripts/deps.sh [bench]" >&2; exit 2 ;;
+esac
+
 pkgs=(lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev pkg-config gcc make
       lua-cjson lua-busted lua-check lua-socket luarocks python3 python3-venv ca-certificates locales)
+if [ "$mode" = bench ]; then pkgs+=(nginx-light valgrind); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,4 +41,18 @@ if [ ! -x .venv/bin/python ] || ! cmp -s "$req" "$stamp"; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r "$req"
   cp "$req" "$stamp"
+fi
+
+# The benchmark's own venv, apart from .venv (whose boto3 is pinned for the
+# specs): the latest boto3 and AWS CLI when it is made. `rm -rf bench/.venv`
+# (or changing bench/requirements.txt) brings the newest again.
+if [ "$mode" = bench ]; then
+  breq=bench/requirements.txt
+  bstamp=bench/.venv/.requirements
+  if [ ! -x bench/.venv/bin/python ] || ! cmp -s "$breq" "$bstamp"; then
+    echo "deps: preparing bench/.venv (latest boto3 and awscli)" >&2
+    python3 -m venv bench/.venv
+    bench/.venv/bin/pip install -q --disable-pip-version-check --upgrade -r "$breq"
+    cp "$breq" "$bstamp"
+  fi
 fi

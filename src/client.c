@@ -16,7 +16,18 @@
 
 typedef struct {
     char *url, *host;
+    size_t host_len;
+    char *host_line; /* "Host: <host>" */
 } endpoint;
+
+/* The request headers, in the order they are sent. The list handed to
+ * libcurl is made of the client's own nodes (curl_slist is a public struct
+ * that libcurl only reads), so a call allocates nothing for its headers: the
+ * constant lines are made once, the others rewritten in place. */
+enum { H_HOST, H_CONTENT_TYPE, H_TARGET, H_DATE, H_TOKEN, H_AUTHORIZATION, H_USER_AGENT, H_EXPECT, H_COUNT };
+
+#define DATE_PREFIX "X-Amz-Date: "
+#define DATE_PREFIX_LEN (sizeof DATE_PREFIX - 1)
 
 typedef struct {
     ddb_transport *t;
@@ -24,9 +35,15 @@ typedef struct {
     ddb_sigv4_cache cache;
     ddb_sigv4_out sig;
     ddb_buf body;   /* request body */
-    ddb_buf line;   /* scratch for header lines */
     endpoint ep[2]; /* 0: dynamodb, 1: streams */
     char *region, *akid, *secret, *token, *user_agent;
+    struct curl_slist headers[H_COUNT];
+    char *content_type_line, *token_line, *user_agent_line, *expect_line; /* made once */
+    ddb_buf target_line, auth_line;             /* rewritten per call */
+    char date_line[DATE_PREFIX_LEN + 17];       /* "X-Amz-Date: YYYYMMDDTHHMMSSZ" */
+    time_t date_second;                         /* the second date_line shows */
+    unsigned char signing_key[32];              /* for signing_key_date */
+    char signing_key_date[9];                   /* "YYYYMMDD", "" = none yet */
     int debug;
     int closed;
 } client;
@@ -39,10 +56,27 @@ static char *dup_str(const char *s) {
     return p;
 }
 
+/* "name: value", or NULL (value NULL or out of memory). */
+static char *header_line(const char *name, const char *value) {
+    if (!value) return NULL;
+    size_t n = strlen(name), v = strlen(value);
+    char *p = malloc(n + 2 + v + 1);
+    if (!p) return NULL;
+    memcpy(p, name, n);
+    memcpy(p + n, ": ", 2);
+    memcpy(p + n + 2, value, v + 1);
+    return p;
+}
+
 static void free_secret(char *s) {
     if (!s) return;
     OPENSSL_cleanse(s, strlen(s));
     free(s);
+}
+
+static void buf_cleanse_free(ddb_buf *b) {
+    if (b->p) OPENSSL_cleanse(b->p, b->cap);
+    ddb_buf_free(b);
 }
 
 static void client_release(client *c) {
@@ -53,20 +87,28 @@ static void client_release(client *c) {
     ddb_response_free(&c->resp);
     ddb_sigv4_cache_clear(&c->cache);
     ddb_sigv4_out_free(&c->sig);
-    if (c->body.p) OPENSSL_cleanse(c->body.p, c->body.cap);
-    ddb_buf_free(&c->body);
-    ddb_buf_free(&c->line);
+    OPENSSL_cleanse(c->signing_key, sizeof c->signing_key);
+    c->signing_key_date[0] = '\0';
+    buf_cleanse_free(&c->body);
+    buf_cleanse_free(&c->auth_line);
+    ddb_buf_free(&c->target_line);
     for (int i = 0; i < 2; i++) {
         free(c->ep[i].url);
         free(c->ep[i].host);
-        c->ep[i].url = c->ep[i].host = NULL;
+        free(c->ep[i].host_line);
+        c->ep[i].url = c->ep[i].host = c->ep[i].host_line = NULL;
     }
     free(c->region);
     free(c->user_agent);
+    free(c->content_type_line);
+    free(c->user_agent_line);
+    free(c->expect_line);
+    free_secret(c->token_line);
     free_secret(c->akid);
     free_secret(c->secret);
     free_secret(c->token);
     c->region = c->user_agent = c->akid = c->secret = c->token = NULL;
+    c->content_type_line = c->user_agent_line = c->expect_line = c->token_line = NULL;
 }
 
 static client *check_client(lua_State *L) {
@@ -137,7 +179,8 @@ static int l_client_new(lua_State *L) {
     ddb_sigv4_cache_init(&c->cache);
     ddb_sigv4_out_init(&c->sig);
     ddb_buf_init(&c->body);
-    ddb_buf_init(&c->line);
+    ddb_buf_init(&c->target_line);
+    ddb_buf_init(&c->auth_line);
     c->closed = 0;
     c->debug = debug;
     c->ep[0].url = dup_str(url);
@@ -149,8 +192,20 @@ static int l_client_new(lua_State *L) {
     c->secret = dup_str(secret);
     c->token = (token && *token) ? dup_str(token) : NULL;
     c->user_agent = dup_str(ua ? ua : "ddb-lua/0.1");
+    for (int i = 0; i < 2; i++) {
+        c->ep[i].host_line = header_line("Host", c->ep[i].host);
+        if (c->ep[i].host) c->ep[i].host_len = strlen(c->ep[i].host);
+    }
+    c->content_type_line = header_line("Content-Type", "application/x-amz-json-1.0");
+    c->token_line = header_line("X-Amz-Security-Token", c->token);
+    c->user_agent_line = header_line("User-Agent", c->user_agent);
+    c->expect_line = header_line("Expect", ""); /* no 100-continue round trip */
+    memcpy(c->date_line, DATE_PREFIX, DATE_PREFIX_LEN);
+    c->date_second = (time_t)-1;
     if (!c->ep[0].url || !c->ep[0].host || !c->ep[1].url || !c->ep[1].host || !c->region ||
-        !c->akid || !c->secret || (token && *token && !c->token) || !c->user_agent) {
+        !c->akid || !c->secret || (token && *token && !c->token) || !c->user_agent ||
+        !c->ep[0].host_line || !c->ep[1].host_line || !c->content_type_line || (c->token && !c->token_line) ||
+        !c->user_agent_line || !c->expect_line) {
         client_release(c);
         return luaL_error(L, "out of memory");
     }
@@ -163,24 +218,40 @@ static int l_client_new(lua_State *L) {
     return 1;
 }
 
-/* Appends "Name: value" to the list; returns the new list or NULL (the old
- * list is then freed). */
-static struct curl_slist *add_header(client *c, struct curl_slist *list, const char *name,
-                                     const char *value, size_t vlen) {
-    ddb_buf_reset(&c->line);
-    ddb_buf_adds(&c->line, name);
-    ddb_buf_add(&c->line, ": ", 2);
-    ddb_buf_add(&c->line, value, vlen);
-    struct curl_slist *n = ddb_buf_ok(&c->line) ? curl_slist_append(list, c->line.p) : NULL;
-    if (!n) curl_slist_free_all(list);
-    return n;
+/* Brings date_line to the current second; returns the "YYYYMMDDTHHMMSSZ"
+ * part (NUL-terminated), or NULL when the clock cannot be read. */
+static const char *amz_date(client *c) {
+    time_t now = time(NULL);
+    if (now != c->date_second) {
+        struct tm tm;
+        if (now == (time_t)-1 || !gmtime_r(&now, &tm) ||
+            strftime(c->date_line + DATE_PREFIX_LEN, 17, "%Y%m%dT%H%M%SZ", &tm) != 16)
+            return NULL;
+        c->date_second = now;
+    }
+    return c->date_line + DATE_PREFIX_LEN;
 }
 
-static void format_amz_date(char out[17]) {
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
+/* "Name: " + value into b; 0, or -1 when out of memory. */
+static int set_line(ddb_buf *b, const char *prefix, size_t plen, const char *value, size_t vlen) {
+    ddb_buf_reset(b);
+    ddb_buf_add(b, prefix, plen);
+    ddb_buf_add(b, value, vlen);
+    return ddb_buf_ok(b) ? 0 : -1;
+}
+
+/* Links the header nodes for this request (the token line only with a token). */
+static struct curl_slist *link_headers(client *c, const endpoint *ep) {
+    char *lines[H_COUNT] = {ep->host_line,     c->content_type_line, c->target_line.p,     c->date_line,
+                            c->token_line,     c->auth_line.p,       c->user_agent_line,   c->expect_line};
+    struct curl_slist *prev = NULL;
+    for (int i = H_COUNT - 1; i >= 0; i--) {
+        if (!lines[i]) continue; /* no token */
+        c->headers[i].data = lines[i];
+        c->headers[i].next = prev;
+        prev = &c->headers[i];
+    }
+    return prev;
 }
 
 static int push_failure(lua_State *L, const char *code, const char *msg, long status,
@@ -223,10 +294,16 @@ static int l_request(lua_State *L) {
         body_len = c->body.len;
     }
 
-    char amz_date[17];
-    format_amz_date(amz_date);
+    const char *date = amz_date(c);
+    if (!date) return luaL_error(L, "signing failed: cannot read the clock");
+    if (memcmp(c->signing_key_date, date, 8) != 0) { /* a new day (or the first call) */
+        if (ddb_sigv4_derive_key(c->secret, date, c->region, "dynamodb", c->signing_key) != 0)
+            return luaL_error(L, "signing failed: invalid secret key, region or date");
+        memcpy(c->signing_key_date, date, 8);
+        c->signing_key_date[8] = '\0';
+    }
     ddb_header hs[3] = {
-        {"Host", 4, ep->host, strlen(ep->host)},
+        {"Host", 4, ep->host, ep->host_len},
         {"Content-Type", 12, "application/x-amz-json-1.0", 26},
         {"X-Amz-Target", 12, target, target_len},
     };
@@ -245,28 +322,21 @@ static int l_request(lua_State *L) {
     req.access_key_id = c->akid;
     req.secret_access_key = c->secret;
     req.session_token = c->token;
-    req.timestamp = amz_date;
+    req.timestamp = date;
     req.normalize_path = 1;
     req.sign_body = 0;
+    req.signing_key = c->signing_key;
     const char *serr = NULL;
     if (ddb_sigv4_sign(&req, &c->cache, &c->sig, &serr) != 0)
         return luaL_error(L, "signing failed: %s", serr ? serr : "unknown error");
 
-    struct curl_slist *h = NULL;
-    h = add_header(c, h, "Host", ep->host, strlen(ep->host));
-    if (h) h = add_header(c, h, "Content-Type", "application/x-amz-json-1.0", 26);
-    if (h) h = add_header(c, h, "X-Amz-Target", target, target_len);
-    if (h) h = add_header(c, h, "X-Amz-Date", amz_date, 16);
-    if (h && c->token) h = add_header(c, h, "X-Amz-Security-Token", c->token, strlen(c->token));
-    if (h) h = add_header(c, h, "Authorization", c->sig.authorization.p, c->sig.authorization.len);
-    if (h) h = add_header(c, h, "User-Agent", c->user_agent, strlen(c->user_agent));
-    if (h) h = add_header(c, h, "Expect", "", 0); /* no 100-continue round trip */
-    if (!h) return luaL_error(L, "out of memory building request headers");
-    ddb_buf_reset(&c->line); /* it held the Authorization line */
+    if (set_line(&c->target_line, "X-Amz-Target: ", 14, target, target_len) != 0 ||
+        set_line(&c->auth_line, "Authorization: ", 15, c->sig.authorization.p, c->sig.authorization.len) != 0)
+        return luaL_error(L, "out of memory building request headers");
+    struct curl_slist *h = link_headers(c, ep);
 
     if (c->debug) debug_request(c, ep, target, body_len);
     int rc = ddb_transport_post(c->t, ep->url, h, body, body_len, &c->resp);
-    curl_slist_free_all(h);
     ddb_response *r = &c->resp;
     if (c->debug)
         fprintf(stderr, "ddb: -> %s status=%ld request_id=%s bytes=%zu\n",

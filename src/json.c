@@ -6,10 +6,12 @@
  *   array([t]) -> t                   sets array_mt on t (or a new table)
  *
  * Encoder: one recursive pass over the value, appending into a ddb_buf.
- * Decoder: recursive descent over the input; the elements of an array or
- * object are first collected on the Lua stack so the table can be created
- * with its exact size (up to CHUNK entries; beyond that they go straight in),
- * and strings without escapes are pushed directly from the input. */
+ * Decoder: recursive descent over the input; the elements of an array are
+ * first collected on the Lua stack so the table can be created with its
+ * exact size (up to CHUNK entries; beyond that they go straight in); an
+ * object's table is sized by the previous object at the same depth and its
+ * members go straight in; strings without escapes are pushed directly from
+ * the input, short ones through a per-state cache. */
 #include "json.h"
 
 #include <errno.h>
@@ -31,8 +33,12 @@ _Static_assert(sizeof(lua_Integer) == 8, "ddb json assumes a 64-bit lua_Integer"
 /* Registry key (its address) of the array metatable. */
 static const char array_mt_key = 'a';
 
-/* Entries collected on the Lua stack before the table is created. */
+/* Array elements collected on the Lua stack before the table is created. */
 #define CHUNK 32
+/* Object tables are sized by the last object at the same depth (dec_object),
+ * for this many depths, up to this many members. */
+#define OBJ_HINT_DEPTH 32
+#define OBJ_HINT_MAX 64
 
 /* ------------------------------------------------------------------ */
 /* Byte scanning shared by the encoder and the decoder                 */
@@ -44,12 +50,21 @@ static inline int is_plain(unsigned c) { return c >= 0x20 && c < 0x80 && c != '"
 static inline const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end) {
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     while (end - p >= 8) {
-        uint64_t v, q, b;
+        uint64_t v, q, b, m;
         memcpy(&v, p, 8);
         q = v ^ (ones * '"');
         b = v ^ (ones * '\\');
-        /* high bit set, byte < 0x20, byte == '"', byte == '\\' (exact tests) */
-        if ((v | ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs) break;
+        /* high bit set, byte < 0x20, byte == '"', byte == '\\': a flag in
+         * every such byte (and maybe in bytes after the first one, from a
+         * borrow; never before it) */
+        m = (v | ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+        if (m) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return p + (__builtin_ctzll(m) >> 3); /* the first flagged byte is the first special one */
+#else
+            break;
+#endif
+        }
         p += 8;
     }
     while (p < end && is_plain(*p)) p++;
@@ -121,6 +136,17 @@ static void enc_string(enc_t *e, const char *s, size_t len, int *bad) {
     static const char hex[] = "0123456789abcdef";
     ddb_buf *b = e->out;
     const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
+    p = skip_plain(p, end);
+    if (p == end) { /* printable ASCII without quotes or backslashes: one copy */
+        if (b->cap - b->len > len + 2 || ddb_buf_reserve(b, len + 2) == 0) {
+            char *o = b->p + b->len;
+            o[0] = '"';
+            memcpy(o + 1, s, len);
+            o[len + 1] = '"';
+            b->len += len + 2;
+        }
+        return;
+    }
     if (ddb_buf_reserve(b, len + 2) != 0) return;
     put_c(b, '"');
     for (;;) {
@@ -355,13 +381,84 @@ int ddb_json_encode(lua_State *L, int idx, ddb_buf *out, char *err, size_t errle
 /* ------------------------------------------------------------------ */
 /* Decoder                                                             */
 
+/* Short strings the decoder made recently, so that pushing one again (a
+ * key, a repeated value) is a table read instead of Lua's interning (which
+ * hashes every byte). One per Lua state: a userdata (registry, key
+ * &strcache_key) whose uservalue is a table holding the strings at
+ * [slot + 1]; the userdata holds a copy of each one's bytes. Direct-mapped:
+ * a new string replaces what its slot held. Strings are immutable and Lua
+ * interns short ones anyway, so handing out the cached one is the same value. */
+#define STRCACHE_SLOTS 512 /* a power of two */
+#define STRCACHE_MAXLEN 40 /* LUAI_MAXSHORTLEN: longer strings are not interned by Lua either */
+
+typedef struct {
+    unsigned char len[STRCACHE_SLOTS]; /* 0xFF: empty */
+    char bytes[STRCACHE_SLOTS][STRCACHE_MAXLEN];
+} strcache;
+
+static const char strcache_key = 's';
+
 typedef struct {
     lua_State *L;
     const unsigned char *s, *p, *end;
     char *err;
     size_t errlen;
-    int mt; /* stack index of the array metatable (or nil) */
+    int mt;       /* stack index of the array metatable (or nil) */
+    strcache *sc; /* NULL: none */
+    int sc_tab;   /* stack index of its string table */
+    unsigned char obj_hint[OBJ_HINT_DEPTH]; /* members of the last object closed at each depth */
 } dec_t;
+
+/* From the first and the last 8 bytes (keys and timestamps with a common
+ * prefix differ at the end). */
+static inline unsigned strcache_slot(const unsigned char *p, size_t len) {
+    uint64_t a = 0, b = 0;
+    if (len >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + len - 8, 8);
+    } else {
+        memcpy(&a, p, len);
+    }
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL) ^ len) * 0xD6E8FEB86659FD93ULL;
+    return (unsigned)(h >> 40) & (STRCACHE_SLOTS - 1);
+}
+
+/* Pushes the string p[0..len) (len <= STRCACHE_MAXLEN), from the cache when
+ * it is there. */
+static void push_short(dec_t *d, const unsigned char *p, size_t len) {
+    strcache *sc = d->sc;
+    unsigned i = strcache_slot(p, len);
+    if (sc->len[i] == len && memcmp(sc->bytes[i], p, len) == 0) {
+        lua_rawgeti(d->L, d->sc_tab, (lua_Integer)i + 1);
+        return;
+    }
+    lua_pushlstring(d->L, (const char *)p, len);
+    lua_pushvalue(d->L, -1);
+    lua_rawseti(d->L, d->sc_tab, (lua_Integer)i + 1); /* the array part exists: cannot fail */
+    sc->len[i] = (unsigned char)len;                  /* the slot changes only once the table has */
+    memcpy(sc->bytes[i], p, len);
+}
+
+/* Pushes the cache's userdata and string table of this Lua state (made on
+ * first use) and returns the cache. */
+static strcache *strcache_push(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &strcache_key) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        strcache *sc = lua_newuserdatauv(L, sizeof *sc, 1);
+        memset(sc->len, 0xFF, sizeof sc->len);
+        lua_createtable(L, STRCACHE_SLOTS, 0);
+        for (int i = 1; i <= STRCACHE_SLOTS; i++) {
+            lua_pushboolean(L, 0);
+            lua_rawseti(L, -2, i);
+        }
+        lua_setiuservalue(L, -2, 1);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &strcache_key);
+    }
+    strcache *sc = lua_touserdata(L, -1);
+    lua_getiuservalue(L, -1, 1);
+    return sc;
+}
 
 static int dec_value(dec_t *d, int depth);
 
@@ -487,7 +584,9 @@ static int dec_string(dec_t *d) {
     }
     d->p = p + 1;
     if (!escaped) {
-        lua_pushlstring(d->L, (const char *)start, (size_t)(p - start));
+        size_t len = (size_t)(p - start);
+        if (len <= STRCACHE_MAXLEN && d->sc) push_short(d, start, len);
+        else lua_pushlstring(d->L, (const char *)start, len);
         return 0;
     }
     return dec_unescape(d, start, p);
@@ -609,9 +708,9 @@ static int dec_literal(dec_t *d, const char *lit, size_t len) {
     return 0;
 }
 
-static int dec_enter(dec_t *d, int depth) {
+static int dec_enter(dec_t *d, int depth, int slots) {
     if (depth >= DDB_JSON_MAX_DEPTH) return dec_fail(d, d->p, "nesting deeper than 512 levels");
-    if (!lua_checkstack(d->L, 2 * CHUNK + 8)) return dec_fail(d, d->p, "out of Lua stack");
+    if (!lua_checkstack(d->L, slots)) return dec_fail(d, d->p, "out of Lua stack");
     d->p++;
     skip_ws(d);
     return 0;
@@ -624,25 +723,10 @@ static void flush_array(lua_State *L, int base, int n, int hint) {
     for (int i = n; i >= 1; i--) lua_rawseti(L, base + 1, i);
 }
 
-/* Same for n key/value pairs, set in order so that the last duplicate wins. */
-static void flush_object(lua_State *L, int base, int n, int hint) {
-    lua_createtable(L, 0, hint);
-    int t = lua_gettop(L);
-    for (int i = 0; i < n; i++) {
-        lua_pushvalue(L, base + 1 + 2 * i);
-        lua_pushvalue(L, base + 2 + 2 * i);
-        lua_rawset(L, t);
-    }
-    if (t != base + 1) { /* n > 0 */
-        lua_replace(L, base + 1);
-        lua_settop(L, base + 1);
-    }
-}
-
 static int dec_array(dec_t *d, int depth) {
     lua_State *L = d->L;
     int base = lua_gettop(L), n = 0, direct = 0;
-    if (dec_enter(d, depth) != 0) return -1;
+    if (dec_enter(d, depth, 2 * CHUNK + 8) != 0) return -1;
     if (d->p < d->end && *d->p == ']') {
         d->p++;
     } else {
@@ -673,10 +757,17 @@ static int dec_array(dec_t *d, int depth) {
     return 0;
 }
 
+/* An object's table is made when the object opens, sized by the member
+ * count of the previous object closed at the same depth (objects side by
+ * side tend to have the same shape: the items of a Query, the attribute
+ * values in them), and each member is set as soon as it is read, in order,
+ * so the last of duplicate keys wins. A wrong guess only costs a resize. */
 static int dec_object(dec_t *d, int depth) {
     lua_State *L = d->L;
-    int base = lua_gettop(L), n = 0, direct = 0;
-    if (dec_enter(d, depth) != 0) return -1;
+    int n = 0;
+    if (dec_enter(d, depth, 8) != 0) return -1; /* table, key, value, and what a value needs */
+    lua_createtable(L, 0, depth < OBJ_HINT_DEPTH ? d->obj_hint[depth] : 0);
+    int t = lua_gettop(L);
     if (d->p < d->end && *d->p == '}') {
         d->p++;
     } else {
@@ -688,13 +779,8 @@ static int dec_object(dec_t *d, int depth) {
             if (d->p >= d->end || *d->p != ':') return dec_unexpected(d, "':'");
             d->p++;
             if (dec_value(d, depth + 1) != 0) return -1;
+            lua_rawset(L, t);
             n++;
-            if (direct) {
-                lua_rawset(L, base + 1);
-            } else if (n == CHUNK) {
-                flush_object(L, base, n, 2 * CHUNK);
-                direct = 1;
-            }
             skip_ws(d);
             if (d->p < d->end && *d->p == ',') {
                 d->p++;
@@ -707,7 +793,7 @@ static int dec_object(dec_t *d, int depth) {
             return dec_unexpected(d, "',' or '}'");
         }
     }
-    if (!direct) flush_object(L, base, n, n);
+    if (depth < OBJ_HINT_DEPTH) d->obj_hint[depth] = (unsigned char)(n < OBJ_HINT_MAX ? n : OBJ_HINT_MAX);
     return 0;
 }
 
@@ -747,14 +833,19 @@ int ddb_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t e
     }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key);
     dec_t d = {L, (const unsigned char *)s, (const unsigned char *)s, (const unsigned char *)s + len,
-               err, errlen, lua_gettop(L)};
+               err, errlen, lua_gettop(L), NULL, 0, {0}};
+    if (len > 2) { /* worth the cache (which costs a userdata and a table once per state) */
+        d.sc = strcache_push(L);
+        d.sc_tab = lua_gettop(L);
+    }
     if (dec_value(&d, 0) != 0) goto fail;
     skip_ws(&d);
     if (d.p != d.end) {
         dec_fail(&d, d.p, "trailing garbage");
         goto fail;
     }
-    lua_remove(L, top + 1);
+    lua_replace(L, top + 1); /* the value where the metatable was; cache entries above it go */
+    lua_settop(L, top + 1);
     return 0;
 fail:
     lua_settop(L, top);

@@ -1,13 +1,14 @@
 /* sigv4.c: AWS Signature Version 4 header signing (see sigv4.h). */
+/* SHA256_Init/Update/Final are deprecated in OpenSSL 3.0 but kept: see "crypto". */
+#define OPENSSL_API_COMPAT 10101
 #include "sigv4.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
+#include <openssl/sha.h>
 
 #define ALGORITHM "AWS4-HMAC-SHA256"
 #define SHA256_LEN 32
@@ -205,25 +206,114 @@ static void *scratch_get(ddb_buf *s, size_t n, size_t item, size_t **idx) {
 
 /* ------------------------------------------------------------- crypto */
 
+/* SHA-256 through OpenSSL's low-level interface (its assembly, with the CPU's
+ * SHA extensions when present): unlike EVP it needs no provider fetch (whose
+ * first use costs a few million instructions at start-up), allocates nothing,
+ * cannot fail, and its state is a plain struct that can be copied, which is
+ * what precomputed HMAC pads need. Where OpenSSL is built without its 3.0-
+ * deprecated interfaces, a portable implementation stands in. */
+#ifndef DDB_SHA256_PORTABLE
+#ifdef OPENSSL_NO_DEPRECATED_3_0
+#define DDB_SHA256_PORTABLE 1
+#endif
+#endif
+
+#ifndef DDB_SHA256_PORTABLE
+typedef SHA256_CTX sha_ctx;
+static inline void sha_init(sha_ctx *c) { SHA256_Init(c); }
+static inline void sha_update(sha_ctx *c, const void *p, size_t n) { SHA256_Update(c, p, n); }
+static inline void sha_final(sha_ctx *c, unsigned char md[SHA256_LEN]) { SHA256_Final(md, c); }
+#else
+typedef struct {
+    uint32_t h[8];
+    uint64_t bytes;
+    unsigned char block[64];
+} sha_ctx;
+
+static const uint32_t sha_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+#define ROR32(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha_block(uint32_t h[8], const unsigned char *p) {
+    uint32_t w[64], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROR32(w[i - 15], 7) ^ ROR32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROR32(w[i - 2], 17) ^ ROR32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = k + (ROR32(e, 6) ^ ROR32(e, 11) ^ ROR32(e, 25)) + ((e & f) ^ (~e & g)) + sha_k[i] + w[i];
+        uint32_t t2 = (ROR32(a, 2) ^ ROR32(a, 13) ^ ROR32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
+}
+
+static void sha_init(sha_ctx *c) {
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(c->h, iv, sizeof iv);
+    c->bytes = 0;
+}
+
+static void sha_update(sha_ctx *c, const void *data, size_t n) {
+    const unsigned char *p = data;
+    size_t have = (size_t)(c->bytes % 64);
+    c->bytes += n;
+    if (have) {
+        size_t take = 64 - have < n ? 64 - have : n;
+        memcpy(c->block + have, p, take);
+        p += take, n -= take, have += take;
+        if (have < 64) return;
+        sha_block(c->h, c->block);
+    }
+    for (; n >= 64; p += 64, n -= 64) sha_block(c->h, p);
+    memcpy(c->block, p, n);
+}
+
+static void sha_final(sha_ctx *c, unsigned char md[SHA256_LEN]) {
+    uint64_t bits = c->bytes * 8;
+    size_t have = (size_t)(c->bytes % 64);
+    c->block[have++] = 0x80;
+    if (have > 56) {
+        memset(c->block + have, 0, 64 - have);
+        sha_block(c->h, c->block);
+        have = 0;
+    }
+    memset(c->block + have, 0, 56 - have);
+    for (int i = 0; i < 8; i++) c->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha_block(c->h, c->block);
+    for (int i = 0; i < 8; i++) {
+        md[4 * i] = (unsigned char)(c->h[i] >> 24);
+        md[4 * i + 1] = (unsigned char)(c->h[i] >> 16);
+        md[4 * i + 2] = (unsigned char)(c->h[i] >> 8);
+        md[4 * i + 3] = (unsigned char)c->h[i];
+    }
+}
+#endif
+
+/* The private working state behind ddb_sigv4_out.crypto. */
+struct ddb_sigv4_crypto {
+    unsigned char hkey[SHA256_LEN]; /* the signing key whose HMAC pads follow */
+    int hkey_set;
+    sha_ctx inner, outer; /* SHA-256 states after (hkey ^ ipad) and (hkey ^ opad) */
+};
+
 static int crypto_ready(ddb_sigv4_out *o) {
-    if (!o->md && !(o->md = EVP_MD_fetch(NULL, "SHA2-256", NULL))) return 0;
-    if (!o->md_ctx && !(o->md_ctx = EVP_MD_CTX_new())) return 0;
-    if (!o->mac_ctx) {
-        EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-        if (!mac) return 0;
-        EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
-        EVP_MAC_free(mac); /* the context holds its own reference */
-        if (!ctx) return 0;
-        char digest[] = "SHA2-256";
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-            OSSL_PARAM_construct_end(),
-        };
-        if (EVP_MAC_CTX_set_params(ctx, params) != 1) {
-            EVP_MAC_CTX_free(ctx);
-            return 0;
-        }
-        o->mac_ctx = ctx;
+    if (!o->crypto) {
+        o->crypto = calloc(1, sizeof *o->crypto);
+        if (!o->crypto) return 0;
     }
     return 1;
 }
@@ -234,45 +324,87 @@ typedef struct {
 } part;
 
 /* SHA-256 of the concatenation of parts. */
-static int sha256(ddb_sigv4_out *o, const part *parts, size_t nparts, unsigned char md[SHA256_LEN]) {
-    unsigned int len = 0;
-    if (EVP_DigestInit_ex2(o->md_ctx, o->md, NULL) != 1) return 0;
+static void sha256(const part *parts, size_t nparts, unsigned char md[SHA256_LEN]) {
+    sha_ctx c;
+    sha_init(&c);
     for (size_t i = 0; i < nparts; i++)
-        if (parts[i].n && EVP_DigestUpdate(o->md_ctx, parts[i].p, parts[i].n) != 1) return 0;
-    return EVP_DigestFinal_ex(o->md_ctx, md, &len) == 1 && len == SHA256_LEN;
+        if (parts[i].n) sha_update(&c, parts[i].p, parts[i].n);
+    sha_final(&c, md);
+    OPENSSL_cleanse(&c, sizeof c);
 }
 
-static int hmac(ddb_sigv4_out *o, const unsigned char *key, size_t keylen, const void *msg, size_t n,
-                unsigned char mac[SHA256_LEN]) {
-    size_t len = 0;
-    return EVP_MAC_init(o->mac_ctx, key, keylen, NULL) == 1 &&
-           EVP_MAC_update(o->mac_ctx, msg, n) == 1 &&
-           EVP_MAC_final(o->mac_ctx, mac, &len, SHA256_LEN) == 1 && len == SHA256_LEN;
+/* HMAC-SHA-256 in two halves: the pads of a key (the states after hashing
+ * key ^ ipad and key ^ opad), then a MAC from the pads. */
+static void hmac_pads(const unsigned char *key, size_t keylen, sha_ctx *inner, sha_ctx *outer) {
+    unsigned char k[HMAC_BLOCK], pad[HMAC_BLOCK];
+    memset(k, 0, sizeof k);
+    if (keylen > HMAC_BLOCK) {
+        part whole = {key, keylen};
+        sha256(&whole, 1, k);
+    } else {
+        memcpy(k, key, keylen);
+    }
+    for (size_t i = 0; i < HMAC_BLOCK; i++) pad[i] = k[i] ^ 0x36;
+    sha_init(inner);
+    sha_update(inner, pad, HMAC_BLOCK);
+    for (size_t i = 0; i < HMAC_BLOCK; i++) pad[i] = k[i] ^ 0x5c;
+    sha_init(outer);
+    sha_update(outer, pad, HMAC_BLOCK);
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+}
+
+static void hmac_from_pads(const sha_ctx *inner, const sha_ctx *outer, const void *msg, size_t n,
+                           unsigned char mac[SHA256_LEN]) {
+    sha_ctx c = *inner;
+    unsigned char ih[SHA256_LEN];
+    sha_update(&c, msg, n);
+    sha_final(&c, ih);
+    c = *outer;
+    sha_update(&c, ih, SHA256_LEN);
+    sha_final(&c, mac);
+    OPENSSL_cleanse(&c, sizeof c);
+    OPENSSL_cleanse(ih, sizeof ih);
+}
+
+static void hmac(const unsigned char *key, size_t keylen, const void *msg, size_t n, unsigned char mac[SHA256_LEN]) {
+    sha_ctx inner, outer;
+    hmac_pads(key, keylen, &inner, &outer);
+    hmac_from_pads(&inner, &outer, msg, n, mac);
+    OPENSSL_cleanse(&inner, sizeof inner);
+    OPENSSL_cleanse(&outer, sizeof outer);
 }
 
 /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
-static int derive_key(ddb_sigv4_out *o, const char *secret, const char *date8, const char *region,
-                      const char *service, unsigned char key[SHA256_LEN]) {
+static void derive_key(const char *secret, const char *date8, const char *region, const char *service,
+                       unsigned char key[SHA256_LEN]) {
     unsigned char k0[HMAC_BLOCK], k1[SHA256_LEN], k2[SHA256_LEN];
     size_t slen = strlen(secret), k0len;
-    int ok;
     if (slen <= HMAC_BLOCK - 4) {
         memcpy(k0, "AWS4", 4);
         memcpy(k0 + 4, secret, slen);
         k0len = 4 + slen;
-        ok = 1;
     } else { /* HMAC hashes keys longer than a block: do it here, without a copy */
         part parts[] = {{"AWS4", 4}, {secret, slen}};
-        ok = sha256(o, parts, 2, k0);
+        sha256(parts, 2, k0);
         k0len = SHA256_LEN;
     }
-    ok = ok && hmac(o, k0, k0len, date8, 8, k1) && hmac(o, k1, SHA256_LEN, region, strlen(region), k2) &&
-         hmac(o, k2, SHA256_LEN, service, strlen(service), k1) &&
-         hmac(o, k1, SHA256_LEN, "aws4_request", 12, key);
+    hmac(k0, k0len, date8, 8, k1);
+    hmac(k1, SHA256_LEN, region, strlen(region), k2);
+    hmac(k2, SHA256_LEN, service, strlen(service), k1);
+    hmac(k1, SHA256_LEN, "aws4_request", 12, key);
     OPENSSL_cleanse(k0, sizeof k0);
     OPENSSL_cleanse(k1, sizeof k1);
     OPENSSL_cleanse(k2, sizeof k2);
-    return ok;
+}
+
+int ddb_sigv4_derive_key(const char *secret_access_key, const char *timestamp, const char *region,
+                         const char *service, unsigned char key[32]) {
+    if (!secret_access_key || !*secret_access_key || !ddb_sigv4_valid_timestamp(timestamp) ||
+        !valid_word(region, "/") || !valid_word(service, "/"))
+        return -1;
+    derive_key(secret_access_key, timestamp, region, service, key);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- cache */
@@ -283,30 +415,35 @@ void ddb_sigv4_cache_clear(ddb_sigv4_cache *c) { OPENSSL_cleanse(c, sizeof *c); 
 
 /* Writes the signing key for (secret, date, region, service) into key,
  * from the cache when present. */
-static int signing_key(ddb_sigv4_out *o, ddb_sigv4_cache *c, const ddb_sigv4_req *r,
-                       unsigned char key[SHA256_LEN]) {
-    if (!c) return derive_key(o, r->secret_access_key, r->timestamp, r->region, r->service, key);
+static void signing_key(ddb_sigv4_cache *c, const ddb_sigv4_req *r, unsigned char key[SHA256_LEN]) {
+    if (r->signing_key) {
+        memcpy(key, r->signing_key, SHA256_LEN);
+        return;
+    }
+    if (!c) {
+        derive_key(r->secret_access_key, r->timestamp, r->region, r->service, key);
+        return;
+    }
     /* length-prefixed fields, so that no two tuples hash the same input */
     uint64_t ls = strlen(r->secret_access_key), lr = strlen(r->region), lv = strlen(r->service);
     part parts[] = {{&ls, sizeof ls}, {r->secret_access_key, ls}, {r->timestamp, 8},
                     {&lr, sizeof lr},  {r->region, lr},            {&lv, sizeof lv},
                     {r->service, lv}};
     unsigned char id[SHA256_LEN];
-    if (!sha256(o, parts, sizeof parts / sizeof parts[0], id)) return 0;
+    sha256(parts, sizeof parts / sizeof parts[0], id);
     size_t victim = 0;
     for (size_t i = 0; i < DDB_SIGV4_CACHE_SLOTS; i++) {
         if (c->slot[i].last_used && memcmp(c->slot[i].id, id, SHA256_LEN) == 0) {
             c->slot[i].last_used = ++c->tick;
             memcpy(key, c->slot[i].key, SHA256_LEN);
-            return 1;
+            return;
         }
         if (c->slot[i].last_used < c->slot[victim].last_used) victim = i;
     }
-    if (!derive_key(o, r->secret_access_key, r->timestamp, r->region, r->service, key)) return 0;
+    derive_key(r->secret_access_key, r->timestamp, r->region, r->service, key);
     memcpy(c->slot[victim].id, id, SHA256_LEN);
     memcpy(c->slot[victim].key, key, SHA256_LEN);
     c->slot[victim].last_used = ++c->tick;
-    return 1;
 }
 
 /* ------------------------------------------------------------------ out */
@@ -331,9 +468,10 @@ void ddb_sigv4_out_free(ddb_sigv4_out *o) {
     buf_cleanse_free(&o->authorization);
     buf_cleanse_free(&o->scratch);
     buf_cleanse_free(&o->query);
-    EVP_MAC_CTX_free(o->mac_ctx); /* cleanses the key it holds */
-    EVP_MD_CTX_free(o->md_ctx);
-    EVP_MD_free(o->md);
+    if (o->crypto) {
+        OPENSSL_cleanse(o->crypto, sizeof *o->crypto); /* holds HMAC pads of a signing key */
+        free(o->crypto);
+    }
     OPENSSL_cleanse(o, sizeof *o);
     ddb_sigv4_out_init(o);
 }
@@ -580,14 +718,14 @@ int ddb_sigv4_sign(const ddb_sigv4_req *r, ddb_sigv4_cache *cache, ddb_sigv4_out
         return -1;
     }
     if (!crypto_ready(o)) {
-        *err = "OpenSSL: cannot set up SHA-256/HMAC";
+        *err = "out of memory";
         return -1;
     }
 
     unsigned char md[SHA256_LEN];
     memcpy(o->amz_date, r->timestamp, 17);
     part body = {r->body, r->body_len};
-    if (!sha256(o, &body, 1, md)) goto crypto;
+    sha256(&body, 1, md);
     hex_fixed(md, SHA256_LEN, o->content_sha256);
 
     /* canonical request */
@@ -607,7 +745,7 @@ int ddb_sigv4_sign(const ddb_sigv4_req *r, ddb_sigv4_cache *cache, ddb_sigv4_out
 
     /* string to sign */
     part creq = {cr->p, cr->len};
-    if (!sha256(o, &creq, 1, md)) goto crypto;
+    sha256(&creq, 1, md);
     ddb_buf *sts = &o->string_to_sign;
     ddb_buf_reset(sts);
     ddb_buf_add(sts, LIT(ALGORITHM "\n"));
@@ -625,11 +763,17 @@ int ddb_sigv4_sign(const ddb_sigv4_req *r, ddb_sigv4_cache *cache, ddb_sigv4_out
     ddb_buf_addhex(sts, md, SHA256_LEN);
     if (!ddb_buf_ok(sts)) goto oom;
 
-    /* signature */
+    /* signature: HMAC with the signing key, from its pads (kept while the key stays) */
     unsigned char key[SHA256_LEN];
-    int ok = signing_key(o, cache, r, key) && hmac(o, key, SHA256_LEN, sts->p, sts->len, md);
+    struct ddb_sigv4_crypto *cs = o->crypto;
+    signing_key(cache, r, key);
+    if (!cs->hkey_set || CRYPTO_memcmp(cs->hkey, key, SHA256_LEN) != 0) {
+        hmac_pads(key, SHA256_LEN, &cs->inner, &cs->outer);
+        memcpy(cs->hkey, key, SHA256_LEN);
+        cs->hkey_set = 1;
+    }
     OPENSSL_cleanse(key, sizeof key);
-    if (!ok) goto crypto;
+    hmac_from_pads(&cs->inner, &cs->outer, sts->p, sts->len, md);
     hex_fixed(md, SHA256_LEN, o->signature);
 
     /* Authorization */
@@ -648,8 +792,5 @@ int ddb_sigv4_sign(const ddb_sigv4_req *r, ddb_sigv4_cache *cache, ddb_sigv4_out
 
 oom:
     *err = "out of memory";
-    return -1;
-crypto:
-    *err = "OpenSSL: SHA-256/HMAC failed";
     return -1;
 }

@@ -11,16 +11,14 @@
  * once; query %XX-decoded, re-encoded, sorted, empty pieces dropped; header
  * names lowercased and stably sorted, repeats joined with ','; values trimmed
  * with ASCII whitespace runs made one space.
- * `out` is reusable (buffers reset, OpenSSL contexts made once), `cache` (may
- * be NULL) holds derived keys keyed by a SHA-256 of (secret, date, region,
- * service), never the secret. Neither is thread-safe: one per thread.
+ * `out` is reusable (buffers reset, HMAC pads of the last signing key kept),
+ * `cache` (may be NULL) holds derived keys keyed by a SHA-256 of (secret,
+ * date, region, service), never the secret. Neither is thread-safe: one per thread.
  * ddb_sigv4_cache_clear and ddb_sigv4_out_free cleanse what they held. */
 #ifndef DDB_SIGV4_H
 #define DDB_SIGV4_H
 
 #include <stddef.h>
-
-#include <openssl/types.h>
 
 #include "buf.h"
 
@@ -41,6 +39,10 @@ typedef struct {
     const char *session_token;                /* NULL or "" = none */
     const char *timestamp;                    /* "YYYYMMDDTHHMMSSZ" (UTC) */
     int normalize_path, sign_body;
+    /* optional: the signing key of (secret, date, region, service) from
+     * ddb_sigv4_derive_key, for a caller that keeps it; NULL = derive it
+     * (through the cache when one is given) */
+    const unsigned char *signing_key;
 } ddb_sigv4_req;
 
 typedef struct {
@@ -51,9 +53,7 @@ typedef struct {
     /* private: working space kept across calls */
     ddb_buf scratch;         /* sort arrays */
     ddb_buf query;           /* encoded query pieces */
-    EVP_MD *md;              /* SHA-256, fetched once */
-    EVP_MD_CTX *md_ctx;
-    EVP_MAC_CTX *mac_ctx;    /* HMAC-SHA-256 */
+    struct ddb_sigv4_crypto *crypto; /* HMAC pads of the last signing key (made once) */
 } ddb_sigv4_out;
 
 #define DDB_SIGV4_CACHE_SLOTS 4
@@ -75,6 +75,14 @@ void ddb_sigv4_out_free(ddb_sigv4_out *o); /* frees and cleanses; o is re-initia
 
 int ddb_sigv4_sign(const ddb_sigv4_req *req, ddb_sigv4_cache *cache, ddb_sigv4_out *out,
                    const char **err);
+
+/* Writes the signing key of (secret, date = the first 8 characters of the
+ * "YYYYMMDDTHHMMSSZ" timestamp, region, service) into key; 0, or -1 when an
+ * input is invalid. A caller that signs many requests with one secret can
+ * keep the key per date and pass it as req->signing_key (the caller must
+ * then cleanse it). */
+int ddb_sigv4_derive_key(const char *secret_access_key, const char *timestamp, const char *region,
+                         const char *service, unsigned char key[32]);
 
 /* 1 when s is a valid "YYYYMMDDTHHMMSSZ" timestamp (field ranges checked). */
 int ddb_sigv4_valid_timestamp(const char *s);

@@ -1,6 +1,7 @@
 /* transport.c: libcurl keep-alive POSTs (see transport.h). */
 #include "transport.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@ struct ddb_transport {
     ddb_response *resp; /* the response being filled by the callbacks */
     size_t max_response_bytes;
     int too_big;
+    char *url;                      /* the URL last given to libcurl (set again only when it changes) */
+    char curl_err[CURL_ERROR_SIZE]; /* libcurl's CURLOPT_ERRORBUFFER */
 };
 
 static int curl_global_ready = 0;
@@ -45,6 +48,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     size_t len = size * n;
     const char *v;
     size_t vl;
+    if (len == 0 || (p[0] != 'H' && p[0] != 'x' && p[0] != 'X')) return len; /* none of ours */
     if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) { /* a new response (e.g. after 100) */
         r->request_id[0] = '\0';
         r->has_crc32 = 0;
@@ -113,6 +117,7 @@ ddb_transport *ddb_transport_new(const ddb_transport_opts *o, char *err, size_t 
     SETOPT(h, CURLOPT_WRITEDATA, t);
     SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(h, CURLOPT_HEADERDATA, t);
+    SETOPT(h, CURLOPT_ERRORBUFFER, t->curl_err);
     return t;
 fail:
     ddb_transport_free(t);
@@ -122,6 +127,7 @@ fail:
 void ddb_transport_free(ddb_transport *t) {
     if (!t) return;
     if (t->curl) curl_easy_cleanup(t->curl);
+    free(t->url);
     free(t);
 }
 
@@ -145,7 +151,7 @@ void ddb_response_free(ddb_response *r) { ddb_buf_free(&r->body); }
 
 int ddb_transport_post(ddb_transport *t, const char *url, const struct curl_slist *headers,
                        const char *body, size_t body_len, ddb_response *resp) {
-    char curl_err[CURL_ERROR_SIZE];
+    char *curl_err = t->curl_err;
     curl_err[0] = '\0';
     ddb_buf_reset(&resp->body);
     resp->status = 0;
@@ -154,13 +160,16 @@ int ddb_transport_post(ddb_transport *t, const char *url, const struct curl_slis
     resp->error[0] = '\0';
     t->resp = resp;
     t->too_big = 0;
-    SETOPT(CURLOPT_URL, url);
+    if (!t->url || strcmp(t->url, url) != 0) { /* libcurl copies the URL: set it only when it changes */
+        free(t->url);
+        t->url = NULL;
+        SETOPT(CURLOPT_URL, url);
+        t->url = strdup(url); /* NULL (out of memory) only means setting it again next time */
+    }
     SETOPT(CURLOPT_HTTPHEADER, headers);
     SETOPT(CURLOPT_POSTFIELDS, body);
     SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    SETOPT(CURLOPT_ERRORBUFFER, curl_err);
     CURLcode rc = curl_easy_perform(t->curl);
-    (void)curl_easy_setopt(t->curl, CURLOPT_ERRORBUFFER, NULL); /* curl_err goes out of scope */
     t->resp = NULL;
     if (rc == CURLE_OK) {
         CURLcode gi = curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &resp->status);
@@ -231,8 +240,104 @@ static const unsigned long crc_table[256] = {
     0xb40bbe37UL, 0xc30c8ea1UL, 0x5a05df1bUL, 0x2d02ef8dUL,
 };
 
+static unsigned long crc32_bytes(unsigned long c, const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* CRC-32 by carry-less multiplication (Intel's "Fast CRC Computation for
+ * Generic Polynomials Using PCLMULQDQ"): folds 64 bytes per step, about a
+ * tenth of an instruction per byte where the table costs eight. `crc` is the
+ * running register (not inverted); n is a multiple of 16, at least 64. */
+#include <immintrin.h>
+
+__attribute__((target("pclmul,sse4.1"))) static uint32_t crc32_clmul(uint32_t crc, const unsigned char *p,
+                                                                     size_t n) {
+    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);
+    const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);
+    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124LL);
+    const __m128i poly = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL);
+    const __m128i mask32 = _mm_setr_epi32(~0, 0, ~0, 0);
+    __m128i x0, x1, x2, x3, x4, x5, x6, x7, x8;
+
+    x1 = _mm_loadu_si128((const __m128i *)(const void *)(p + 0x00));
+    x2 = _mm_loadu_si128((const __m128i *)(const void *)(p + 0x10));
+    x3 = _mm_loadu_si128((const __m128i *)(const void *)(p + 0x20));
+    x4 = _mm_loadu_si128((const __m128i *)(const void *)(p + 0x30));
+    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)crc));
+    p += 64;
+    n -= 64;
+    while (n >= 64) { /* four lanes of 128 bits, folded 512 bits forward */
+        x5 = _mm_clmulepi64_si128(x1, k1k2, 0x00);
+        x6 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
+        x7 = _mm_clmulepi64_si128(x3, k1k2, 0x00);
+        x8 = _mm_clmulepi64_si128(x4, k1k2, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
+        x2 = _mm_clmulepi64_si128(x2, k1k2, 0x11);
+        x3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
+        x4 = _mm_clmulepi64_si128(x4, k1k2, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), _mm_loadu_si128((const __m128i *)(const void *)(p + 0x00)));
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), _mm_loadu_si128((const __m128i *)(const void *)(p + 0x10)));
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), _mm_loadu_si128((const __m128i *)(const void *)(p + 0x20)));
+        x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), _mm_loadu_si128((const __m128i *)(const void *)(p + 0x30)));
+        p += 64;
+        n -= 64;
+    }
+    /* the four lanes into one */
+    x0 = k3k4;
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x3), x5);
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x4), x5);
+    while (n >= 16) { /* then 128 bits at a time */
+        x2 = _mm_loadu_si128((const __m128i *)(const void *)p);
+        x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+        p += 16;
+        n -= 16;
+    }
+    /* 128 -> 64 bits */
+    x2 = _mm_clmulepi64_si128(x1, x0, 0x10);
+    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+    x2 = _mm_srli_si128(x1, 4);
+    x1 = _mm_and_si128(x1, mask32);
+    x1 = _mm_clmulepi64_si128(x1, k5k0, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    /* Barrett reduction to 32 bits */
+    x2 = _mm_and_si128(x1, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x10);
+    x2 = _mm_and_si128(x2, mask32);
+    x2 = _mm_clmulepi64_si128(x2, poly, 0x00);
+    x1 = _mm_xor_si128(x1, x2);
+    return (uint32_t)_mm_extract_epi32(x1, 1);
+}
+
+static int have_clmul(void) {
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+    }
+    return known;
+}
+#endif
+
 unsigned long ddb_crc32(const unsigned char *p, size_t n) {
     unsigned long c = 0xFFFFFFFFUL;
-    for (size_t i = 0; i < n; i++) c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFUL;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (n >= 64 && have_clmul()) {
+        size_t bulk = n & ~(size_t)15;
+        c = crc32_clmul((uint32_t)c, p, bulk);
+        p += bulk;
+        n -= bulk;
+    }
+#endif
+    return crc32_bytes(c, p, n) ^ 0xFFFFFFFFUL;
 }

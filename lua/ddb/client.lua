@@ -29,6 +29,7 @@ local PAGINATION = {
   ListContributorInsights = { "NextToken", "NextToken" },
 }
 
+-- X-Amz-Target of each operation name seen so far (so: only valid names).
 local targets = {}
 local function target_of(op)
   local t = targets[op]
@@ -100,14 +101,18 @@ local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) e
 -- @treturn table|nil the decoded response
 -- @treturn table|nil an error (`code`, `message`, `status`, `request_id`, `retryable`, `attempts`)
 function Client:call(op, params)
-  if type(op) ~= "string" or not op:match("^%u%a+$") then
-    error("client:call: operation must be a name like \"PutItem\"", 2)
+  local target = targets[op] -- a name already checked
+  if not target then
+    if type(op) ~= "string" or not op:match("^%u%a+$") then
+      error("client:call: operation must be a name like \"PutItem\"", 2)
+    end
+    target = target_of(op)
   end
   if params ~= nil and type(params) ~= "table" then
     error("client:call: params must be a table", 2)
   end
   local h = self._h
-  local target, streams = target_of(op), STREAMS_OPS[op] == true
+  local streams = STREAMS_OPS[op] == true
   local attempt, cost = 0, nil
   while true do
     attempt = attempt + 1
