@@ -15,6 +15,7 @@ local messages = require("ddb.messages")
 local schema = require("ddb.schema")
 local stream = require("ddb.stream")
 local moto = require("support.moto")
+local script = require("support.stream_script")
 local fault_server = require("spec.support.fault_server")
 
 local ALICE = { uuid = "6f1c2f44-3f7e-4c1b-9f55-0b6a1d0c2a11", handle = "alice", display_name = "Alice Arden" }
@@ -24,9 +25,7 @@ local CARO = { uuid = "a4b3c2d1-e0f9-4a8b-9c7d-6e5f4a3b2c1d", handle = "caro", d
 local EXPIRED = cjson.encode({ __type = "com.amazonaws.dynamodb.v20120810#ExpiredIteratorException",
   message = "Iterator expired. The iterator was created at time X while right now it's time Y." })
 
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local sh_quote = script.quote
 
 local function read_all(path)
   local f = io.open(path, "rb")
@@ -64,24 +63,10 @@ local function wait_for(what, cond, seconds)
   end
 end
 
--- The environment the script sees: no LUA_PATH/LUA_CPATH (its bootstrap must
--- find the checkout), no endpoint or table from the environment.
-local CLEAN_ENV = "env -u LUA_PATH -u LUA_CPATH -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u DDB_TABLE"
-  .. " -u AWS_PROFILE"
-
-local function script_cmd(args)
-  local parts = { CLEAN_ENV, "bin/ddb/stream" }
-  for _, a in ipairs(args) do parts[#parts + 1] = sh_quote(a) end
-  return table.concat(parts, " ")
-end
-
--- Runs bin/ddb/stream; returns exit code, stdout, stderr.
+-- Runs bin/ddb/stream (support.stream_script: a clean environment); returns
+-- exit code, stdout, stderr.
 local function run_script(args)
-  local out, err = os.tmpname(), os.tmpname()
-  local _, how, code = os.execute(script_cmd(args) .. " </dev/null >" .. sh_quote(out) .. " 2>" .. sh_quote(err))
-  local stdout, stderr = read_all(out), read_all(err)
-  os.remove(out)
-  os.remove(err)
+  local how, code, stdout, stderr = script.run(args)
   assert(how == "exit", "killed by signal " .. tostring(code))
   return code, stdout, stderr
 end
@@ -789,18 +774,8 @@ describe("ddb.stream.run", function()
       wave(6, "first")
 
       local out = os.tmpname()
-      local inner = "echo $$; exec " .. script_cmd(args("--follow", "--batch-size", "1")) .. " </dev/null >"
-        .. sh_quote(out) .. " 2>&1"
-      local p = assert(io.popen("exec sh -c " .. sh_quote(inner), "r"))
-      local pid = assert(p:read("l"):match("^(%d+)$"), "no pid")
-      local killed = false
-      local function kill()
-        if not killed then
-          killed = true
-          os.execute("kill -9 " .. pid .. " 2>/dev/null")
-          p:close()
-        end
-      end
+      local proc = script.start(args("--follow", "--batch-size", "1"), out)
+      local function kill() proc:kill() end
       local ok, err = pcall(function()
         local arn = select(2, read_stream())
         local path = dir .. "/" .. stream.checkpoint_name(arn)
