@@ -21,7 +21,7 @@ build = {
   modules = {
     ["ddb.core"] = {
       sources = {
-        "src/buf.c", "src/client.c", "src/json.c", "src/module.c",
+        "src/buf.c", "src/client.c", "src/http.c", "src/json.c", "src/module.c",
         "src/rewrite.c", "src/sigv4.c", "src/sigv4_lua.c", "src/transport.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },

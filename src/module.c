@@ -69,5 +69,6 @@ int luaopen_ddb_core(lua_State *L) {
     ddb_open_json(L);
     ddb_open_client(L);
     ddb_open_rewrite(L);
+    ddb_open_http(L);
     return 1;
 }

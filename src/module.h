@@ -12,5 +12,6 @@ void ddb_open_sigv4(lua_State *L);  /* sign(req)                      sigv4_lua.
 void ddb_open_json(lua_State *L);   /* json_encode/json_decode/null/array_mt  json.c */
 void ddb_open_client(lua_State *L); /* client(opts) userdata          client.c    */
 void ddb_open_rewrite(lua_State *L); /* rewrite(client, records, opts) rewrite.c */
+void ddb_open_http(lua_State *L);    /* http_client(opts) userdata     http.c      */
 
 #endif

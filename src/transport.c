@@ -1,4 +1,4 @@
-/* transport.c: libcurl keep-alive POSTs (see transport.h). */
+/* transport.c: libcurl keep-alive requests (see transport.h). */
 #include "transport.h"
 
 #include <stdint.h>
@@ -11,10 +11,19 @@ struct ddb_transport {
     CURL *curl;
     ddb_response *resp; /* the response being filled by the callbacks */
     size_t max_response_bytes;
-    int too_big;
+    int too_big; /* the transfer was aborted for max_response_bytes: 1 the body, 2 the headers */
     char *url;                      /* the URL last given to libcurl (set again only when it changes) */
+    int mode;                       /* how the handle is set for the method: MODE_*, -1 unknown */
+    int collecting;                 /* the header callback is on_header_collect */
+    char *custom;                   /* the CURLOPT_CUSTOMREQUEST in effect, NULL for none */
     char curl_err[CURL_ERROR_SIZE]; /* libcurl's CURLOPT_ERRORBUFFER */
 };
+
+/* How the handle sends the request: the method option last set (CURLOPT_POST,
+ * _HTTPGET or _NOBODY), with or without a CURLOPT_CUSTOMREQUEST naming the
+ * method. Changing it costs a few setopt calls, so it is only changed when a
+ * request needs another mode: the DynamoDB client stays in MODE_POST. */
+enum { MODE_POST = 0, MODE_GET, MODE_HEAD, MODE_CUSTOM_BODY, MODE_CUSTOM_NOBODY };
 
 static int curl_global_ready = 0;
 
@@ -40,6 +49,47 @@ static int header_value(const char *line, size_t len, const char *name, const ch
     *v = s;
     *vlen = (size_t)(e - s);
     return 1;
+}
+
+static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Adds one header line to r->headers as "name:value\n" (see transport.h);
+ * 0, or -1 to abort the transfer (too big, out of memory). */
+static int collect_header(ddb_transport *t, ddb_response *r, const char *p, size_t len) {
+    ddb_buf *h = &r->headers;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response (e.g. after 100): start over */
+        ddb_buf_reset(h);
+        return 0;
+    }
+    const char *e = p + len;
+    while (e > p && is_blank(e[-1])) e--;
+    if (e == p) return 0; /* the blank line ending the headers */
+    if (*p == ' ' || *p == '\t') { /* obsolete line folding: continues the previous value */
+        if (h->len == 0) return 0;
+        while (p < e && is_blank(*p)) p++;
+        h->len--; /* its '\n' */
+        ddb_buf_addc(h, ' ');
+        ddb_buf_add(h, p, (size_t)(e - p));
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(e - p));
+        if (!colon || colon == p) return 0; /* not a header line: ignored */
+        if (ddb_buf_reserve(h, (size_t)(e - p) + 1) != 0) return -1;
+        for (const char *c = p; c < colon; c++) {
+            char ch = *c;
+            h->p[h->len++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        }
+        h->p[h->len++] = ':';
+        const char *v = colon + 1;
+        while (v < e && is_blank(*v)) v++;
+        ddb_buf_add(h, v, (size_t)(e - v));
+    }
+    ddb_buf_addc(h, '\n'); /* libcurl hands over one line per call: no '\n' inside it */
+    if (!ddb_buf_ok(h)) return -1;
+    if (h->len > t->max_response_bytes) {
+        t->too_big = 2; /* the headers */
+        return -1;
+    }
+    return 0;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
@@ -70,6 +120,20 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     }
     return len;
 }
+
+/* The header callback while resp->want_headers (a separate callback, so
+ * that the DynamoDB path pays nothing for it). */
+static size_t on_header_collect(char *p, size_t size, size_t n, void *ud) {
+    ddb_transport *t = ud;
+    if (collect_header(t, t->resp, p, size * n) != 0) return 0; /* aborts the transfer */
+    return on_header(p, size, n, ud);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HOT_INLINE __attribute__((always_inline)) inline
+#else
+#define HOT_INLINE inline
+#endif
 
 #define SETOPT(h, o, v)                                                                  \
     do {                                                                                 \
@@ -113,6 +177,7 @@ ddb_transport *ddb_transport_new(const ddb_transport_opts *o, char *err, size_t 
     SETOPT(h, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
     if (o->ca_file) SETOPT(h, CURLOPT_CAINFO, o->ca_file);
     SETOPT(h, CURLOPT_POST, 1L);
+    t->mode = MODE_POST;
     SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);
     SETOPT(h, CURLOPT_WRITEDATA, t);
     SETOPT(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -128,15 +193,20 @@ void ddb_transport_free(ddb_transport *t) {
     if (!t) return;
     if (t->curl) curl_easy_cleanup(t->curl);
     free(t->url);
+    free(t->custom);
     free(t);
 }
 
 void ddb_response_init(ddb_response *r) {
     memset(r, 0, sizeof *r);
     ddb_buf_init(&r->body);
+    ddb_buf_init(&r->headers);
 }
 
-void ddb_response_free(ddb_response *r) { ddb_buf_free(&r->body); }
+void ddb_response_free(ddb_response *r) {
+    ddb_buf_free(&r->body);
+    ddb_buf_free(&r->headers);
+}
 
 #undef SETOPT
 #define SETOPT(o, v)                                                                             \
@@ -149,16 +219,22 @@ void ddb_response_free(ddb_response *r) { ddb_buf_free(&r->body); }
         }                                                                                        \
     } while (0)
 
-int ddb_transport_post(ddb_transport *t, const char *url, const struct curl_slist *headers,
-                       const char *body, size_t body_len, ddb_response *resp) {
-    char *curl_err = t->curl_err;
-    curl_err[0] = '\0';
+/* Readies resp and the handle for a request to url (the parts every
+ * request shares; the method and body are set by the caller). */
+static HOT_INLINE int begin(ddb_transport *t, const char *url, const struct curl_slist *headers,
+                            ddb_response *resp) {
+    t->curl_err[0] = '\0';
     ddb_buf_reset(&resp->body);
+    if ((resp->want_headers != 0) != t->collecting) {
+        int want = resp->want_headers != 0;
+        SETOPT(CURLOPT_HEADERFUNCTION, want ? on_header_collect : on_header);
+        t->collecting = want;
+    }
+    if (t->collecting) ddb_buf_reset(&resp->headers);
     resp->status = 0;
     resp->request_id[0] = '\0';
     resp->has_crc32 = 0;
     resp->error[0] = '\0';
-    t->resp = resp;
     t->too_big = 0;
     if (!t->url || strcmp(t->url, url) != 0) { /* libcurl copies the URL: set it only when it changes */
         free(t->url);
@@ -167,8 +243,12 @@ int ddb_transport_post(ddb_transport *t, const char *url, const struct curl_slis
         t->url = strdup(url); /* NULL (out of memory) only means setting it again next time */
     }
     SETOPT(CURLOPT_HTTPHEADER, headers);
-    SETOPT(CURLOPT_POSTFIELDS, body);
-    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    return DDB_T_OK;
+}
+
+/* Performs the request readied by begin() and the caller. */
+static HOT_INLINE int perform(ddb_transport *t, ddb_response *resp) {
+    t->resp = resp;
     CURLcode rc = curl_easy_perform(t->curl);
     t->resp = NULL;
     if (rc == CURLE_OK) {
@@ -180,17 +260,93 @@ int ddb_transport_post(ddb_transport *t, const char *url, const struct curl_slis
         return DDB_T_OK;
     }
     if (t->too_big) {
-        snprintf(resp->error, sizeof resp->error, "response body larger than %zu bytes",
-                 t->max_response_bytes);
+        snprintf(resp->error, sizeof resp->error, "response %s larger than %zu bytes",
+                 t->too_big == 2 ? "headers" : "body", t->max_response_bytes);
         return DDB_T_TOO_BIG;
     }
-    if (!ddb_buf_ok(&resp->body)) {
+    if (!ddb_buf_ok(&resp->body) || (resp->want_headers && !ddb_buf_ok(&resp->headers))) {
         snprintf(resp->error, sizeof resp->error, "out of memory reading the response");
         return DDB_T_ERROR;
     }
     /* libcurl's detail message when it has one (it names host and port), else its generic one */
-    snprintf(resp->error, sizeof resp->error, "%s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
+    snprintf(resp->error, sizeof resp->error, "%s", t->curl_err[0] ? t->curl_err : curl_easy_strerror(rc));
     return rc == CURLE_OPERATION_TIMEDOUT ? DDB_T_TIMEOUT : DDB_T_ERROR;
+}
+
+/* Sets the handle up for `mode` (custom: the method for the MODE_CUSTOM_*
+ * modes, else NULL), unless it already is. */
+static int set_mode(ddb_transport *t, int mode, const char *custom, ddb_response *resp) {
+    if (mode == t->mode && (custom ? t->custom && strcmp(custom, t->custom) == 0 : !t->custom)) return DDB_T_OK;
+    t->mode = -1; /* until every option below is set */
+    free(t->custom);
+    t->custom = NULL;
+    SETOPT(CURLOPT_CUSTOMREQUEST, custom); /* libcurl copies it; NULL: the mode's own method */
+    if (custom && !(t->custom = strdup(custom))) {
+        snprintf(resp->error, sizeof resp->error, "out of memory");
+        return DDB_T_ERROR;
+    }
+    switch (mode) {
+    case MODE_POST:
+    case MODE_CUSTOM_BODY: SETOPT(CURLOPT_POST, 1L); break;
+    case MODE_HEAD: SETOPT(CURLOPT_NOBODY, 1L); break;
+    default: SETOPT(CURLOPT_HTTPGET, 1L); break; /* also clears NOBODY */
+    }
+    t->mode = mode;
+    return DDB_T_OK;
+}
+
+int ddb_transport_post(ddb_transport *t, const char *url, const struct curl_slist *headers,
+                       const char *body, size_t body_len, ddb_response *resp) {
+    int rc;
+    if (t->mode != MODE_POST && (rc = set_mode(t, MODE_POST, NULL, resp)) != DDB_T_OK) return rc;
+    if ((rc = begin(t, url, headers, resp)) != DDB_T_OK) return rc;
+    SETOPT(CURLOPT_POSTFIELDS, body ? body : ""); /* never NULL: that would read the body from stdin */
+    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    return perform(t, resp);
+}
+
+/* An HTTP method is a token (RFC 9110): visible ASCII but separators. */
+static int valid_method(const char *m) {
+    if (!*m) return 0;
+    for (const unsigned char *c = (const unsigned char *)m; *c; c++)
+        if (*c <= 32 || *c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", *c)) return 0;
+    return 1;
+}
+
+int ddb_transport_request(ddb_transport *t, const char *method, const char *url,
+                          const struct curl_slist *headers, const char *body, size_t body_len,
+                          ddb_response *resp) {
+    if (strcmp(method, "POST") == 0) return ddb_transport_post(t, url, headers, body, body_len, resp);
+    resp->error[0] = '\0';
+    if (!valid_method(method)) {
+        snprintf(resp->error, sizeof resp->error, "invalid HTTP method");
+        return DDB_T_ERROR;
+    }
+    int mode, rc;
+    const char *custom = method;
+    if (strcmp(method, "HEAD") == 0) {
+        if (body) {
+            snprintf(resp->error, sizeof resp->error, "a HEAD request cannot have a body");
+            return DDB_T_ERROR;
+        }
+        mode = MODE_HEAD;
+        custom = NULL;
+    } else if (!body && strcmp(method, "GET") == 0) {
+        mode = MODE_GET;
+        custom = NULL;
+    } else if (body || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
+        mode = MODE_CUSTOM_BODY;
+    } else {
+        mode = MODE_CUSTOM_NOBODY;
+    }
+    if ((rc = set_mode(t, mode, custom, resp)) != DDB_T_OK) return rc;
+    if ((rc = begin(t, url, headers, resp)) != DDB_T_OK) return rc;
+    if (mode == MODE_CUSTOM_BODY) {
+        /* CURLOPT_POSTFIELDS also selects POST: the custom request names the method */
+        SETOPT(CURLOPT_POSTFIELDS, body ? body : "");
+        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
+    }
+    return perform(t, resp);
 }
 
 /* CRC-32 (IEEE 802.3, reflected 0xEDB88320). */
