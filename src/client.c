@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "buf.h"
@@ -44,9 +45,27 @@ typedef struct {
     time_t date_second;                         /* the second date_line shows */
     unsigned char signing_key[32];              /* for signing_key_date */
     char signing_key_date[9];                   /* "YYYYMMDD", "" = none yet */
-    int debug;
+    int debug;      /* 0 off, 1 on (stderr or the sink), 2 on with bodies */
+    int debug_sink; /* the debug lines go to the function in user value 1, not stderr */
+    int in_sink;    /* that function is running: the client must not be reentered */
+    ddb_buf dbg;    /* the debug line being built */
     int closed;
 } client;
+
+/* Request headers whose values are credentials or made from them. The debug
+ * output shows each header of the list the client links for libcurl (so what
+ * is sent, as built), and the value of any header named here, compared
+ * case-insensitively with the name of the header line, as "<redacted>". The
+ * secret key itself is in no header; bodies hold data, not credentials. */
+static const char *const SENSITIVE_HEADERS[] = {"Authorization", "X-Amz-Security-Token"};
+
+/* Secrets shorter than this are not searched for in error messages (the
+ * placeholder credentials of a loopback endpoint, "local", would otherwise
+ * turn "localhost" into "<redacted>host"). */
+#define REDACT_MIN_LEN 8
+#define REDACTED "<redacted>"
+/* Bytes of a body shown by a debug line (DDB_DEBUG=body). */
+#define DEBUG_BODY_MAX 65536
 
 static char *dup_str(const char *s) {
     if (!s) return NULL;
@@ -92,6 +111,7 @@ static void client_release(client *c) {
     buf_cleanse_free(&c->body);
     buf_cleanse_free(&c->auth_line);
     ddb_buf_free(&c->target_line);
+    ddb_buf_free(&c->dbg);
     for (int i = 0; i < 2; i++) {
         free(c->ep[i].url);
         free(c->ep[i].host);
@@ -114,6 +134,7 @@ static void client_release(client *c) {
 static client *check_client(lua_State *L) {
     client *c = luaL_checkudata(L, 1, DDB_CLIENT_MT);
     if (c->closed) luaL_error(L, "ddb client is closed");
+    if (c->in_sink) luaL_error(L, "ddb client used from its own debug function");
     return c;
 }
 
@@ -169,9 +190,15 @@ static int l_client_new(lua_State *L) {
     to.max_response_bytes = (size_t)int_field(L, 1, "max_response_bytes", 64L << 20, 1024);
     to.ca_file = ca_file;
     to.insecure = bool_field(L, 1, "insecure");
+    lua_getfield(L, 1, "debug");
+    int dtype = lua_type(L, -1);
+    lua_pop(L, 1);
+    if (dtype != LUA_TNIL && dtype != LUA_TBOOLEAN && dtype != LUA_TFUNCTION)
+        return luaL_error(L, "client option 'debug' must be a boolean or a function");
     int debug = bool_field(L, 1, "debug");
+    if (debug && bool_field(L, 1, "debug_body")) debug = 2;
 
-    client *c = lua_newuserdatauv(L, sizeof *c, 0);
+    client *c = lua_newuserdatauv(L, sizeof *c, 1);
     memset(c, 0, sizeof *c);
     c->closed = 1; /* until fully built, so __gc on a half-built client is safe */
     luaL_setmetatable(L, DDB_CLIENT_MT);
@@ -181,8 +208,14 @@ static int l_client_new(lua_State *L) {
     ddb_buf_init(&c->body);
     ddb_buf_init(&c->target_line);
     ddb_buf_init(&c->auth_line);
+    ddb_buf_init(&c->dbg);
     c->closed = 0;
     c->debug = debug;
+    if (dtype == LUA_TFUNCTION) { /* user value 1: the sink */
+        lua_getfield(L, 1, "debug");
+        lua_setiuservalue(L, -2, 1);
+        c->debug_sink = 1;
+    }
     c->ep[0].url = dup_str(url);
     c->ep[0].host = dup_str(host);
     c->ep[1].url = dup_str(surl ? surl : url);
@@ -254,11 +287,50 @@ static struct curl_slist *link_headers(client *c, const endpoint *ep) {
     return prev;
 }
 
-static int push_failure(lua_State *L, const char *code, const char *msg, long status,
+/* The length of the secret key or session token starting at s[i] (one of
+ * REDACT_MIN_LEN bytes or more), or 0. */
+static size_t secret_at(const client *c, const char *s, size_t len, size_t i) {
+    const char *secrets[2] = {c->secret, c->token};
+    for (int k = 0; k < 2; k++) {
+        const char *x = secrets[k];
+        if (!x || s[i] != x[0]) continue;
+        size_t n = strlen(x);
+        if (n >= REDACT_MIN_LEN && len - i >= n && memcmp(s + i, x, n) == 0) return n;
+    }
+    return 0;
+}
+
+/* Pushes s with every occurrence of the secret key or the session token
+ * replaced by "<redacted>": for error messages, where a transport or a server
+ * could echo what it was given. */
+static void push_redacted(lua_State *L, const client *c, const char *s, size_t len) {
+    size_t i = 0, from = 0, n;
+    while (i < len && !secret_at(c, s, len, i)) i++;
+    if (i == len) { /* the usual case: nothing to hide */
+        lua_pushlstring(L, s, len);
+        return;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    while (i < len) {
+        if ((n = secret_at(c, s, len, i)) == 0) {
+            i++;
+            continue;
+        }
+        luaL_addlstring(&b, s + from, i - from);
+        luaL_addstring(&b, REDACTED);
+        i += n;
+        from = i;
+    }
+    luaL_addlstring(&b, s + from, len - from);
+    luaL_pushresult(&b);
+}
+
+static int push_failure(lua_State *L, const client *c, const char *code, const char *msg, long status,
                         const char *request_id) {
     lua_pushnil(L);
     lua_pushstring(L, code);
-    lua_pushstring(L, msg);
+    push_redacted(L, c, msg, strlen(msg));
     if (status <= 0) return 3;
     lua_pushinteger(L, status);
     if (request_id && *request_id) lua_pushstring(L, request_id);
@@ -266,10 +338,306 @@ static int push_failure(lua_State *L, const char *code, const char *msg, long st
     return 5;
 }
 
-static void debug_request(client *c, const endpoint *ep, const char *target, size_t body_len) {
-    /* Only non-secret facts: never the Authorization header, token or body. */
-    fprintf(stderr, "ddb: POST %s X-Amz-Target=%s body=%zu bytes Authorization=<redacted>%s\n",
-            ep->url, target, body_len, c->token ? " X-Amz-Security-Token=<redacted>" : "");
+/* Debug output (c->debug): one line per request, one per response. */
+
+/* Appends s to the debug line on one line (bytes below 0x20 and 0x7f as
+ * \xNN) and without the secret key or the session token. */
+static void dbg_add(ddb_buf *b, const client *c, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    size_t from = 0, n;
+    for (size_t i = 0; i < len;) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != 0x7f && (n = secret_at(c, s, len, i)) == 0) {
+            i++;
+            continue;
+        }
+        ddb_buf_add(b, s + from, i - from);
+        if (ch >= 0x20 && ch != 0x7f) {
+            ddb_buf_adds(b, REDACTED);
+            i += n;
+        } else {
+            char e[4] = {'\\', 'x', hex[ch >> 4], hex[ch & 15]};
+            ddb_buf_add(b, e, 4);
+            i++;
+        }
+        from = i;
+    }
+    ddb_buf_add(b, s + from, len - from);
+}
+
+static void dbg_add_body(ddb_buf *b, const client *c, const char *body, size_t len) {
+    ddb_buf_adds(b, " body: ");
+    dbg_add(b, c, body, len > DEBUG_BODY_MAX ? DEBUG_BODY_MAX : len);
+    if (len > DEBUG_BODY_MAX) {
+        char more[64];
+        snprintf(more, sizeof more, "... (%zu more bytes)", len - DEBUG_BODY_MAX);
+        ddb_buf_adds(b, more);
+    }
+}
+
+/* Length of the name of a "Name: value" header line when the header is in
+ * SENSITIVE_HEADERS (or the line has no colon: then nothing of it is shown,
+ * and the result is 0 with *hide set); else 0. */
+static size_t sensitive_name(const char *line, int *hide) {
+    const char *colon = strchr(line, ':');
+    *hide = 1;
+    if (!colon) return 0;
+    size_t n = (size_t)(colon - line);
+    for (size_t k = 0; k < sizeof SENSITIVE_HEADERS / sizeof *SENSITIVE_HEADERS; k++)
+        if (strlen(SENSITIVE_HEADERS[k]) == n && strncasecmp(line, SENSITIVE_HEADERS[k], n) == 0) return n;
+    *hide = 0;
+    return 0;
+}
+
+/* Sends the line in c->dbg to the sink function (user value 1 of the client,
+ * at stack index 1) or to stderr. An error raised by the sink propagates. */
+static void dbg_emit(lua_State *L, client *c) {
+    const char *line = c->dbg.p;
+    size_t len = c->dbg.len;
+    if (!ddb_buf_ok(&c->dbg) || !line) {
+        line = "ddb: (debug line lost: out of memory)";
+        len = strlen(line);
+    }
+    if (!c->debug_sink) {
+        fwrite(line, 1, len, stderr);
+        fputc('\n', stderr);
+        return;
+    }
+    lua_getiuservalue(L, 1, 1);
+    lua_pushlstring(L, line, len);
+    c->in_sink = 1;
+    int rc = lua_pcall(L, 1, 0, 0);
+    c->in_sink = 0;
+    if (rc != LUA_OK) lua_error(L);
+}
+
+static void debug_request(lua_State *L, client *c, const endpoint *ep, const char *target, size_t target_len,
+                          const struct curl_slist *h, const char *body, size_t body_len) {
+    ddb_buf *b = &c->dbg;
+    ddb_buf_reset(b);
+    ddb_buf_adds(b, "ddb: request POST ");
+    dbg_add(b, c, ep->url, strlen(ep->url));
+    ddb_buf_addc(b, ' ');
+    dbg_add(b, c, target, target_len);
+    ddb_buf_adds(b, " headers:");
+    for (; h; h = h->next) {
+        const char *line = h->data;
+        size_t len = strlen(line);
+        if (len >= 2 && line[len - 1] == ' ' && line[len - 2] == ':') continue; /* "Name: ": not sent */
+        int hide;
+        size_t name = sensitive_name(line, &hide);
+        ddb_buf_adds(b, " [");
+        if (hide) {
+            dbg_add(b, c, line, name);
+            ddb_buf_adds(b, ": " REDACTED);
+        } else {
+            dbg_add(b, c, line, len);
+        }
+        ddb_buf_addc(b, ']');
+    }
+    char size[48];
+    snprintf(size, sizeof size, " body %zu bytes", body_len);
+    ddb_buf_adds(b, size);
+    if (c->debug > 1) dbg_add_body(b, c, body, body_len);
+    dbg_emit(L, c);
+}
+
+static void debug_response(lua_State *L, client *c, int rc, const ddb_response *r, const struct timespec *t0) {
+    static const char *const codes[] = {"OK", "Timeout", "TransportError", "ResponseTooLarge"};
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+    ddb_buf *b = &c->dbg;
+    char num[96];
+    ddb_buf_reset(b);
+    if (rc == DDB_T_OK) {
+        snprintf(num, sizeof num, "ddb: response %ld request-id: ", r->status);
+        ddb_buf_adds(b, num);
+        if (r->request_id[0]) dbg_add(b, c, r->request_id, strlen(r->request_id));
+        else ddb_buf_adds(b, "-");
+        snprintf(num, sizeof num, " body %zu bytes %.1f ms", r->body.len, ms);
+        ddb_buf_adds(b, num);
+        if (c->debug > 1) dbg_add_body(b, c, r->body.p ? r->body.p : "", r->body.len);
+    } else {
+        ddb_buf_adds(b, "ddb: response failed: ");
+        ddb_buf_adds(b, rc >= 0 && rc <= 3 ? codes[rc] : "TransportError");
+        ddb_buf_adds(b, ": ");
+        dbg_add(b, c, r->error, strlen(r->error));
+        snprintf(num, sizeof num, " %.1f ms", ms);
+        ddb_buf_adds(b, num);
+    }
+    dbg_emit(L, c);
+}
+
+/* Item size (DynamoDB's count; see lua/ddb/limits.lua). The walk reads the
+ * tables raw, as the JSON encoder does; a part that is not DynamoDB JSON (a
+ * value of the wrong type, a name that is not a string) counts 0, whatever
+ * the order of the walk. It stops once *total passes cap. -1 only when the
+ * Lua stack cannot grow. */
+#define ITEM_MAX_DEPTH 64
+#define ITEM_MAX_BYTES 409600 /* DynamoDB's 400 KB */
+#define DDB_PREFIX "DynamoDB_20120810."
+
+static size_t number_size(const char *s, size_t n) {
+    size_t end = 0, first = n, last = 0, digits = 0;
+    while (end < n && s[end] != 'e' && s[end] != 'E') end++;
+    for (size_t i = 0; i < end; i++) {
+        if (s[i] >= '1' && s[i] <= '9') {
+            if (first == n) first = i;
+            last = i;
+        }
+    }
+    if (first == n) return 1; /* zero */
+    for (size_t i = first; i <= last; i++) digits += s[i] >= '0' && s[i] <= '9';
+    return (digits + 1) / 2 + 1;
+}
+
+static size_t binary_size(const char *s, size_t n) {
+    size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
+    size_t bytes = n / 4 * 3 + (n % 4) * 3 / 4;
+    return bytes > pad ? bytes - pad : 0;
+}
+
+static int av_size(lua_State *L, int idx, int depth, size_t cap, size_t *total);
+
+/* The map (attribute name -> AttributeValue) at idx. */
+static int map_size(lua_State *L, int idx, int depth, size_t cap, size_t *total) {
+    if (!lua_checkstack(L, 4)) return -1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            if (av_size(L, lua_gettop(L), depth, cap, total) != 0) {
+                lua_pop(L, 2);
+                return -1;
+            }
+            size_t n;
+            lua_tolstring(L, -2, &n);
+            *total += n;
+        }
+        lua_pop(L, 1);
+        if (*total > cap) {
+            lua_pop(L, 1);
+            break;
+        }
+    }
+    return 0;
+}
+
+/* The members of the array at idx: each an AttributeValue (kind 0), or a
+ * string of kind 'S', 'N' or 'B' (the sets). */
+static int array_size(lua_State *L, int idx, int kind, int depth, size_t cap, size_t *total) {
+    lua_Unsigned len = lua_rawlen(L, idx);
+    for (lua_Unsigned i = 1; i <= len && *total <= cap; i++) {
+        int t = lua_rawgeti(L, idx, (lua_Integer)i);
+        if (kind == 0) {
+            if (av_size(L, lua_gettop(L), depth, cap, total) != 0) {
+                lua_pop(L, 1);
+                return -1;
+            }
+        } else if (t == LUA_TSTRING) {
+            size_t n;
+            const char *s = lua_tolstring(L, -1, &n);
+            *total += kind == 'S' ? n : kind == 'N' ? number_size(s, n) : binary_size(s, n);
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* The AttributeValue at idx ({ S = "x" }, ...): its first member decides. */
+static int av_size(lua_State *L, int idx, int depth, size_t cap, size_t *total) {
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    if (!lua_checkstack(L, 4)) return -1;
+    lua_pushnil(L);
+    if (!lua_next(L, idx)) return 0; /* {} */
+    int rc = 0;
+    size_t kn = 0, vn = 0;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kn) : "";
+    int vt = lua_type(L, -1);
+    const char *v = vt == LUA_TSTRING ? lua_tolstring(L, -1, &vn) : NULL;
+    int top = lua_gettop(L);
+    if (kn == 1 && (k[0] == 'S' || k[0] == 'N' || k[0] == 'B')) {
+        if (v) *total += k[0] == 'S' ? vn : k[0] == 'N' ? number_size(v, vn) : binary_size(v, vn);
+    } else if (kn == 1 && (k[0] == 'M' || k[0] == 'L')) {
+        *total += 3;
+        if (depth < ITEM_MAX_DEPTH && vt == LUA_TTABLE)
+            rc = k[0] == 'M' ? map_size(L, top, depth + 1, cap, total)
+                             : array_size(L, top, 0, depth + 1, cap, total);
+    } else if (kn == 2 && k[1] == 'S' && (k[0] == 'S' || k[0] == 'N' || k[0] == 'B')) {
+        if (vt == LUA_TTABLE) rc = array_size(L, top, k[0], depth, cap, total);
+    } else if (kn == 4 && (memcmp(k, "BOOL", 4) == 0 || memcmp(k, "NULL", 4) == 0)) {
+        *total += 1;
+    }
+    lua_pop(L, 2);
+    return rc;
+}
+
+/* 1 when the table at idx is an item over ITEM_MAX_BYTES. */
+static int item_over(lua_State *L, int idx) {
+    size_t total = 0;
+    return lua_type(L, idx) == LUA_TTABLE && map_size(L, idx, 0, ITEM_MAX_BYTES, &total) == 0 &&
+           total > ITEM_MAX_BYTES;
+}
+
+/* Pushes t[name] (raw) for the table at idx; returns 1 when it is a table. */
+static int raw_table(lua_State *L, int idx, const char *name) {
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        lua_pushnil(L);
+        return 0;
+    }
+    lua_pushstring(L, name);
+    return lua_rawget(L, idx < 0 ? idx - 1 : idx) == LUA_TTABLE;
+}
+
+/* 1 when the request (params at idx, operation op) puts an item over the
+ * limit: PutItem's Item, BatchWriteItem's PutRequest.Item, TransactWriteItems'
+ * Put.Item. Only called for a body longer than the limit: the JSON of an item
+ * is never shorter than its size, so a smaller body holds no such item. */
+static int has_large_item(lua_State *L, int idx, const char *op) {
+    int found = 0;
+    if (!lua_checkstack(L, 12)) return 0;
+    if (strcmp(op, "PutItem") == 0) {
+        raw_table(L, idx, "Item");
+        found = item_over(L, lua_gettop(L));
+        lua_pop(L, 1);
+    } else if (strcmp(op, "BatchWriteItem") == 0) {
+        if (raw_table(L, idx, "RequestItems")) {
+            int ri = lua_gettop(L);
+            lua_pushnil(L);
+            while (!found && lua_next(L, ri)) {
+                int reqs = lua_gettop(L);
+                lua_Unsigned n = lua_type(L, reqs) == LUA_TTABLE ? lua_rawlen(L, reqs) : 0;
+                for (lua_Unsigned i = 1; i <= n && !found; i++) {
+                    lua_rawgeti(L, reqs, (lua_Integer)i);
+                    if (raw_table(L, -1, "PutRequest")) {
+                        raw_table(L, -1, "Item");
+                        found = item_over(L, lua_gettop(L));
+                        lua_pop(L, 1);
+                    }
+                    lua_pop(L, 2);
+                }
+                lua_pop(L, 1);
+            }
+            if (found) lua_pop(L, 1); /* the key lua_next left */
+        }
+        lua_pop(L, 1);
+    } else if (strcmp(op, "TransactWriteItems") == 0) {
+        if (raw_table(L, idx, "TransactItems")) {
+            int items = lua_gettop(L);
+            lua_Unsigned n = lua_rawlen(L, items);
+            for (lua_Unsigned i = 1; i <= n && !found; i++) {
+                lua_rawgeti(L, items, (lua_Integer)i);
+                if (raw_table(L, -1, "Put")) {
+                    raw_table(L, -1, "Item");
+                    found = item_over(L, lua_gettop(L));
+                    lua_pop(L, 1);
+                }
+                lua_pop(L, 2);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return found;
 }
 
 /* c:request(target, params, streams) — see client.h. */
@@ -289,9 +657,14 @@ static int l_request(lua_State *L) {
         char err[256];
         ddb_buf_reset(&c->body);
         if (ddb_json_encode(L, 3, &c->body, err, sizeof err) != 0)
-            return push_failure(L, "SerializationError", err, 0, NULL);
+            return push_failure(L, c, "SerializationError", err, 0, NULL);
         body = c->body.p;
         body_len = c->body.len;
+        if (body_len > ITEM_MAX_BYTES && target_len > sizeof DDB_PREFIX - 1 &&
+            memcmp(target, DDB_PREFIX, sizeof DDB_PREFIX - 1) == 0 &&
+            has_large_item(L, 3, target + sizeof DDB_PREFIX - 1))
+            return push_failure(L, c, "ItemTooLarge", "an item is over DynamoDB's 400 KB item size limit", 0,
+                                NULL);
     }
 
     const char *date = amz_date(c);
@@ -335,20 +708,22 @@ static int l_request(lua_State *L) {
         return luaL_error(L, "out of memory building request headers");
     struct curl_slist *h = link_headers(c, ep);
 
-    if (c->debug) debug_request(c, ep, target, body_len);
+    struct timespec t0 = {0, 0};
+    if (c->debug) {
+        debug_request(L, c, ep, target, target_len, h, body, body_len);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+    }
     int rc = ddb_transport_post(c->t, ep->url, h, body, body_len, &c->resp);
     ddb_response *r = &c->resp;
-    if (c->debug)
-        fprintf(stderr, "ddb: -> %s status=%ld request_id=%s bytes=%zu\n",
-                rc == DDB_T_OK ? "ok" : r->error, r->status, r->request_id, r->body.len);
+    if (c->debug) debug_response(L, c, rc, r, &t0);
     switch (rc) {
     case DDB_T_OK: break;
-    case DDB_T_TIMEOUT: return push_failure(L, "Timeout", r->error, 0, NULL);
-    case DDB_T_TOO_BIG: return push_failure(L, "ResponseTooLarge", r->error, 0, NULL);
-    default: return push_failure(L, "TransportError", r->error, 0, NULL);
+    case DDB_T_TIMEOUT: return push_failure(L, c, "Timeout", r->error, 0, NULL);
+    case DDB_T_TOO_BIG: return push_failure(L, c, "ResponseTooLarge", r->error, 0, NULL);
+    default: return push_failure(L, c, "TransportError", r->error, 0, NULL);
     }
     if (r->has_crc32 && ddb_crc32((const unsigned char *)r->body.p, r->body.len) != r->crc32)
-        return push_failure(L, "CRC32CheckFailed",
+        return push_failure(L, c, "CRC32CheckFailed",
                             "response body does not match its x-amz-crc32 checksum", r->status,
                             r->request_id);
 
@@ -362,7 +737,7 @@ static int l_request(lua_State *L) {
                 lua_pop(L, 1); /* the status: a failure returns its own values */
                 char msg[320];
                 snprintf(msg, sizeof msg, "response is not valid JSON: %s", err);
-                return push_failure(L, "InvalidResponse", msg, r->status, r->request_id);
+                return push_failure(L, c, "InvalidResponse", msg, r->status, r->request_id);
             }
             lua_pushlstring(L, r->body.p, r->body.len);
         }
@@ -374,8 +749,20 @@ static int l_request(lua_State *L) {
 
 static int l_close(lua_State *L) {
     client *c = luaL_checkudata(L, 1, DDB_CLIENT_MT);
+    if (c->in_sink) return luaL_error(L, "ddb client closed from its own debug function");
     client_release(c);
     return 0;
+}
+
+/* c:redact(s) -> s with the client's secret key and session token (each when
+ * 8 bytes or longer) replaced by "<redacted>"; s itself when neither occurs.
+ * For messages that came from elsewhere (a server's error message). */
+static int l_redact(lua_State *L) {
+    client *c = luaL_checkudata(L, 1, DDB_CLIENT_MT);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    push_redacted(L, c, s, len);
+    return 1;
 }
 
 static int l_tostring(lua_State *L) {
@@ -385,10 +772,24 @@ static int l_tostring(lua_State *L) {
     return 1;
 }
 
+/* item_size(item[, cap]) -> the size of the item in DynamoDB JSON, counted
+ * until it passes cap (default: no cap; past it, a lower bound); nil when
+ * item is not a table. */
+static int l_item_size(lua_State *L) {
+    lua_Integer cap = luaL_optinteger(L, 2, LUA_MAXINTEGER);
+    luaL_argcheck(L, cap >= 0, 2, "must be >= 0");
+    size_t total = 0;
+    lua_settop(L, 1);
+    if (lua_type(L, 1) != LUA_TTABLE || map_size(L, 1, 0, (size_t)cap, &total) != 0) lua_pushnil(L);
+    else lua_pushinteger(L, (lua_Integer)total);
+    return 1;
+}
+
 void ddb_open_client(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"request", l_request},
         {"close", l_close},
+        {"redact", l_redact},
         {NULL, NULL},
     };
     if (luaL_newmetatable(L, DDB_CLIENT_MT)) {
@@ -404,4 +805,6 @@ void ddb_open_client(lua_State *L) {
     lua_pop(L, 1);
     lua_pushcfunction(L, l_client_new);
     lua_setfield(L, -2, "client");
+    lua_pushcfunction(L, l_item_size);
+    lua_setfield(L, -2, "item_size");
 }

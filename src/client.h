@@ -3,7 +3,8 @@
  *
  * Lua: core.client{ url=, host=, streams_url=, streams_host=, region=,
  *   access_key_id=, secret_access_key=, session_token=?, timeout_ms=,
- *   connect_timeout_ms=, ca_file=?, insecure=?, user_agent=?, debug=? }
+ *   connect_timeout_ms=, ca_file=?, insecure=?, user_agent=?, debug=?,
+ *   debug_body=? }
  * returns a client; c:request(target, params, streams) makes ONE attempt
  * (no retries: the Lua layer owns retry policy) and returns
  *   status, decoded_body_or_nil, request_id        an HTTP response with a
@@ -11,10 +12,31 @@
  *   status, raw_body_string, request_id             a non-2xx, non-JSON body
  *   nil, code, message[, status, request_id]        no usable response:
  *     code is Timeout, TransportError, InvalidResponse, CRC32CheckFailed,
- *     ResponseTooLarge or SerializationError (params not encodable).
+ *     ResponseTooLarge, SerializationError (params not encodable) or
+ *     ItemTooLarge (nothing sent: a PutItem, BatchWriteItem or
+ *     TransactWriteItems body over 409,600 bytes that puts an item over
+ *     DynamoDB's 400 KB; smaller bodies are not walked, since the JSON of an
+ *     item is never shorter than its size).
+ * core.item_size(item[, cap]) -> an item's size as DynamoDB counts it
+ * (lua/ddb/limits.lua), counted until it passes cap; nil for a non-table.
  * The client keeps one libcurl handle (keep-alive), a cached signing key and
  * reusable buffers, so a warm call allocates little. Credentials are held in
- * C memory, cleansed on close, and never printed (debug output redacts). */
+ * C memory, cleansed on close, and never printed.
+ *
+ * Secrets: the messages of the failures above, and c:redact(s) for messages
+ * from elsewhere, have the secret key and the session token (when 8 bytes or
+ * longer) replaced by "<redacted>". `insecure` (no TLS verification) is only
+ * ever set by an explicit option of the Lua layer.
+ *
+ * Debug (debug = true, or a function): one line per request (method, URL,
+ * X-Amz-Target, the headers as linked for libcurl, body size) and one per
+ * response (status, request id, body size, elapsed ms; or the failure), to
+ * stderr or to the function (called with the line, no newline; its errors
+ * propagate; the client cannot be used or closed from inside it). Headers
+ * named in SENSITIVE_HEADERS (Authorization, X-Amz-Security-Token) show
+ * "<redacted>" as their value. debug_body = true adds the bodies (up to 64 KiB
+ * each). Control bytes are shown as \xNN, and the secret key and token are
+ * redacted anywhere else in a line too. */
 #ifndef DDB_CLIENT_H
 #define DDB_CLIENT_H
 

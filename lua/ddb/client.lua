@@ -4,6 +4,7 @@
 local core = require("ddb.core")
 local config = require("ddb.config")
 local errors = require("ddb.errors")
+local limits = require("ddb.limits")
 local retry = require("ddb.retry")
 
 local M = {}
@@ -40,8 +41,9 @@ local function target_of(op)
   return t
 end
 
--- Builds the error for an HTTP response that is not a 2xx.
-local function service_error(op, status, body, request_id)
+-- Builds the error for an HTTP response that is not a 2xx. `h` (the core
+-- client) removes the secret key and session token from the server's message.
+local function service_error(h, op, status, body, request_id)
   local code, message
   if type(body) == "table" then
     local t = body.__type or body.code
@@ -58,19 +60,32 @@ local function service_error(op, status, body, request_id)
     message = ("HTTP %d with a body that is not a DynamoDB error"):format(status)
   end
   fields.retryable = retry.is_retryable(code, status) or (code == "InvalidResponse" and status == 429)
-  return errors.new(code, type(message) == "string" and message or ("HTTP " .. status), fields)
+  return errors.new(code, type(message) == "string" and h:redact(message) or ("HTTP " .. status), fields)
 end
 
 --- Creates a client. See README for every option and environment variable.
+--
+-- The client's fields (`endpoint`, `region`, `credentials_source`, ...) hold
+-- no credential: those live in the C core only, and are wiped by `close`.
+-- With `insecure_tls = true`, one warning line goes to stderr.
 -- @tparam[opt] table opts `endpoint`, `region`, `profile`, `access_key_id`,
 --   `secret_access_key`, `session_token`, `timeout_ms`, `connect_timeout_ms`,
---   `max_attempts`, `ca_file`, `retry_base_ms`, `retry_max_backoff_ms`, `debug`
+--   `max_attempts`, `ca_file`, `retry_base_ms`, `retry_max_backoff_ms`,
+--   `debug` (true: a line per request and per response on stderr, credentials
+--   redacted; or a function called with each line instead), `debug_body`
+--   (the debug lines show the bodies), `insecure_tls` (no TLS certificate
+--   verification: only for testing)
 -- @treturn table|nil the client
 -- @treturn table|nil an error (code `ConfigError`) when the configuration is unusable
 function M.new(opts)
   local cfg, err = config.resolve(opts, nil, 2)
   if not cfg then return nil, err end
   local creds = cfg.credentials
+  if cfg.insecure_tls then
+    local where = cfg.endpoint.url
+    if cfg.streams_endpoint.url ~= where then where = where .. " and " .. cfg.streams_endpoint.url end
+    io.stderr:write("ddb: WARNING: TLS certificate verification is OFF for ", where, "\n")
+  end
   local handle = core.client({
     url = cfg.endpoint.url, host = cfg.endpoint.host,
     streams_url = cfg.streams_endpoint.url, streams_host = cfg.streams_endpoint.host,
@@ -78,7 +93,8 @@ function M.new(opts)
     access_key_id = creds.access_key_id, secret_access_key = creds.secret_access_key,
     session_token = creds.session_token,
     timeout_ms = cfg.timeout_ms, connect_timeout_ms = cfg.connect_timeout_ms,
-    ca_file = cfg.ca_file, debug = cfg.debug,
+    ca_file = cfg.ca_file, insecure = cfg.insecure_tls,
+    debug = cfg.debug, debug_body = cfg.debug_body,
   })
   return setmetatable({
     _h = handle,
@@ -99,7 +115,9 @@ local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) e
 -- @tparam string op the operation name, e.g. `"PutItem"`, `"GetRecords"`
 -- @tparam[opt] table params the request, in DynamoDB JSON form
 -- @treturn table|nil the decoded response
--- @treturn table|nil an error (`code`, `message`, `status`, `request_id`, `retryable`, `attempts`)
+-- @treturn table|nil an error (`code`, `message`, `status`, `request_id`, `retryable`, `attempts`);
+--   `ItemTooLarge` (with `size` and `limit`, no request made) for a `PutItem`,
+--   `BatchWriteItem` or `TransactWriteItems` putting an item over 400 KB
 function Client:call(op, params)
   local target = targets[op] -- a name already checked
   if not target then
@@ -120,6 +138,10 @@ function Client:call(op, params)
     local err
     if status == nil then
       local code = body
+      if code == "ItemTooLarge" then -- refused by the core before sending: say which item
+        return nil, limits.check(op, params) or errors.new(code, request_id,
+          { operation = op, attempts = 0, limit = limits.MAX_ITEM_BYTES })
+      end
       err = errors.new(code, request_id, {
         status = rstatus, request_id = rid, operation = op,
         retryable = retry.is_retryable(code, rstatus),
@@ -128,7 +150,7 @@ function Client:call(op, params)
       self._quota:success(cost)
       return body or {}
     else
-      err = service_error(op, status, body, request_id)
+      err = service_error(h, op, status, body, request_id)
     end
     err.attempts = attempt
     if not err.retryable or attempt >= self.max_attempts then return nil, err end

@@ -32,6 +32,10 @@
 -- * `max_attempts`: `opts`, `AWS_MAX_ATTEMPTS`, profile `max_attempts`, 3.
 -- * `ca_file`: `opts`, `AWS_CA_BUNDLE`, profile `ca_bundle`, nil. When set, it
 --   must be readable.
+-- * `debug`, `debug_body`: `opts`, then `DDB_DEBUG` (`1`/`true`: debug;
+--   `body`: debug with bodies; `0`/`false`: off), false.
+-- * `insecure_tls` (no TLS certificate verification): `opts` only, false.
+--   No environment variable or file setting turns verification off.
 --
 -- Files: `AWS_SHARED_CREDENTIALS_FILE` (default `~/.aws/credentials`, sections
 -- `[name]`) and `AWS_CONFIG_FILE` (default `~/.aws/config`, sections
@@ -55,6 +59,8 @@ local DEFAULTS = {
   retry_base_ms = 50,
   retry_max_backoff_ms = 20000,
   debug = false,
+  debug_body = false,
+  insecure_tls = false,
 }
 
 -- Option name -> kind. "secret" is a string whose value never appears anywhere.
@@ -71,8 +77,13 @@ local OPTION_KINDS = {
   ca_file = "string",
   retry_base_ms = "number",
   retry_max_backoff_ms = "number",
-  debug = "boolean",
+  debug = "debug",      -- a boolean, or a function that receives each debug line
+  debug_body = "boolean",
+  insecure_tls = "boolean",
 }
+
+-- Largest "posint" option (the C core keeps timeouts in a 32-bit int).
+local MAX_POSINT = 0x7fffffff
 
 local OPTION_NAMES = {}
 for name in pairs(OPTION_KINDS) do OPTION_NAMES[#OPTION_NAMES + 1] = name end
@@ -113,9 +124,17 @@ end
 ----------------------------------------------------------------------------
 
 -- Hides what may be secret in a URL (userinfo, query, fragment) for messages.
+-- Userinfo is cut up to the LAST '@' (a secret key may hold '/' and '+', so
+-- `https://AKID:abc/def@host` must not show `abc/def`), and a "port" that is
+-- not a number is not shown (`https://AKID:secret` without a host).
 local function redact_url(url)
   local s = url:gsub("[?#].*$", "")
-  s = s:gsub("^([^/]*//)[^/]*@", "%1")
+  s = s:gsub("^([^/]*//).*@", "%1")
+  local head, authority, rest = s:match("^([^/]*//)([^/]*)(.*)$")
+  if authority and authority:sub(1, 1) ~= "[" then
+    local host, port = authority:match("^([^:]*):(.*)$")
+    if port and port:find("%D") then s = head .. host .. ":<not shown>" .. (rest ~= "" and "/..." or "") end
+  end
   if #s > 200 then s = s:sub(1, 200) .. "..." end
   return s
 end
@@ -198,6 +217,7 @@ function M.parse_endpoint(url)
   if not scheme then return bad("it has no scheme (http:// or https://)") end
   scheme = scheme:lower()
   if not DEFAULT_PORTS[scheme] then return bad("the scheme must be http or https") end
+  if rest:find("@", 1, true) then return bad("it must not contain user info (user:password@)") end
   if rest:find("?", 1, true) then return bad("it must not have a query (?...)") end
   if rest:find("#", 1, true) then return bad("it must not have a fragment (#...)") end
   local authority, path = rest:match("^([^/]*)(.*)$")
@@ -474,11 +494,20 @@ local function check_options(opts, level)
       end
     elseif kind == "posint" then
       local n = type(v) == "number" and math.tointeger(v)
-      if not n or n < 1 then
-        raise(string.format("option '%s' must be a positive integer, got %s", name,
+      if not n or n < 1 or n > MAX_POSINT then
+        raise(string.format("option '%s' must be an integer from 1 to %d, got %s", name, MAX_POSINT,
           type(v) == "number" and tostring(v) or type(v)))
       end
       v = n
+    elseif kind == "number" then
+      if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
+        raise(string.format("option '%s' must be a finite number >= 0, got %s", name,
+          type(v) == "number" and tostring(v) or type(v)))
+      end
+    elseif kind == "debug" then
+      if type(v) ~= "boolean" and type(v) ~= "function" then
+        raise(string.format("option '%s' must be a boolean or a function, got %s", name, type(v)))
+      end
     elseif type(v) ~= kind then
       raise(string.format("option '%s' must be a %s, got %s", name, kind, type(v)))
     end
@@ -662,6 +691,19 @@ local function do_resolve(o, env)
     end
   end
 
+  -- The signer refuses these (and C strings end at a NUL): refuse them here,
+  -- as a ConfigError, instead of failing every request. Never shows a value.
+  if creds.access_key_id:find("[%z\1-\32\127/,]") then
+    fail(("the access key id (from %s) is empty or contains whitespace, control characters, '/' or ','")
+      :format(creds_source))
+  end
+  if creds.secret_access_key:find("[%z\1-\31\127]") then
+    fail(("the secret access key (from %s) contains control characters"):format(creds_source))
+  end
+  if creds.session_token and creds.session_token:find("[%z\1-\31\127]") then
+    fail(("the session token (from %s) contains control characters"):format(creds_source))
+  end
+
   -- numbers and the CA bundle
   local max_attempts = o.max_attempts
   if not max_attempts then
@@ -680,18 +722,40 @@ local function do_resolve(o, env)
   if ca_file then
     local home = env("HOME")
     if home and (ca_file == "~" or ca_file:sub(1, 2) == "~/") then ca_file = home .. ca_file:sub(2) end
+    if ca_file:find("%z") then fail(string.format("the CA bundle path (from %s) contains a NUL byte", ca_source)) end
     local f, msg = io.open(ca_file, "rb")
+    if f then
+      local _, rmsg = f:read(0) -- a directory opens, but cannot be read (nil without a message: empty)
+      f:close()
+      if rmsg then f, msg = nil, rmsg end
+    end
     if not f then
       fail(string.format("cannot read CA bundle %s (from %s): %s", ca_file, ca_source,
         (msg or "cannot open"):gsub("^.*: ", "")))
     end
-    f:close()
   end
 
   local function pick(name)
     if o[name] ~= nil then return o[name] end
     return DEFAULTS[name]
   end
+
+  -- debug: the options, else DDB_DEBUG
+  local debug_env = (o.debug == nil or o.debug_body == nil) and env("DDB_DEBUG")
+  local env_debug, env_body = false, false
+  if debug_env then
+    local v = debug_env:lower()
+    if v == "1" or v == "true" then
+      env_debug = true
+    elseif v == "body" then
+      env_debug, env_body = true, true
+    elseif v ~= "0" and v ~= "false" then
+      fail(string.format("DDB_DEBUG must be 1, true, body, 0 or false, got %s", errors.quote(debug_env, 20)))
+    end
+  end
+  local debug, debug_body = o.debug, o.debug_body
+  if debug == nil then debug = env_debug end
+  if debug_body == nil then debug_body = env_body end
 
   return {
     endpoint = endpoint,
@@ -706,7 +770,9 @@ local function do_resolve(o, env)
     ca_file = ca_file,
     retry_base_ms = pick("retry_base_ms"),
     retry_max_backoff_ms = pick("retry_max_backoff_ms"),
-    debug = pick("debug"),
+    debug = debug,
+    debug_body = debug_body and debug ~= false,
+    insecure_tls = pick("insecure_tls"),
   }
 end
 
@@ -714,14 +780,16 @@ end
 -- @tparam[opt] table opts user options: `endpoint`, `region`, `profile`,
 --   `access_key_id`, `secret_access_key`, `session_token`, `timeout_ms`,
 --   `connect_timeout_ms`, `max_attempts`, `ca_file`, `retry_base_ms`,
---   `retry_max_backoff_ms`, `debug`. Unknown names and wrong types raise.
+--   `retry_max_backoff_ms`, `debug` (boolean or function), `debug_body`,
+--   `insecure_tls`. Unknown names and wrong types raise.
 -- @tparam[opt] function getenv name -> string or nil (default `os.getenv`)
 -- @tparam[opt] integer level where option errors point: 1 (default) the
 --   caller of `resolve`, 2 its caller, ...
 -- @treturn table `{ endpoint, streams_endpoint, region, credentials = {
 --   access_key_id, secret_access_key, session_token }, credentials_source,
 --   profile, timeout_ms, connect_timeout_ms, max_attempts, ca_file,
---   retry_base_ms, retry_max_backoff_ms, debug }`; endpoints are
+--   retry_base_ms, retry_max_backoff_ms, debug, debug_body, insecure_tls }`;
+--   endpoints are
 --   `parse_endpoint` results
 -- @return[2] nil
 -- @treturn[2] table ConfigError
