@@ -34,6 +34,7 @@ build = {
     ["ddb.config"] = "lua/ddb/config.lua",
     ["ddb.errors"] = "lua/ddb/errors.lua",
     ["ddb.retry"] = "lua/ddb/retry.lua",
+    ["ddb.limits"] = "lua/ddb/limits.lua",
     ["ddb.marshal"] = "lua/ddb/marshal.lua",
     ["ddb.ids"] = "lua/ddb/ids.lua",
     ["ddb.model"] = "lua/ddb/model.lua",
