@@ -107,7 +107,7 @@ describe("bin/ddb scripts", function()
   it("fail with one line and exit 1 when nothing listens at the endpoint", function()
     local url = "http://127.0.0.1:" .. closed_port()
     for _, name in ipairs({ "list-tables", "scan", "seed", "schema-load", "drop" }) do
-      local code, out, err = run(name, { "--endpoint", url, "--table", "t" })
+      local code, out, err = run(name, { "--endpoint", url, "--table", "tbl" })
       assert.equal(1, code, name)
       assert.equal("", out)
       assert_one_line(err, name .. ": ")

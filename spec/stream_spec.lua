@@ -832,10 +832,11 @@ describe("ddb.stream", function()
         assert.same(before, snapshot()) -- Bob's row not moved either: one transaction
       end)
 
-      it("fails the group with SortKeyTaken when the taken sk is not a timestamp it can step past", function()
-        local g = seed_group(ALICE, BOB, "a", "start")
-        local h = seed_group(ALICE, CARO, "custom-key", "other")
-        local rec = post(g, "custom-key", BOB, "odd key")
+      it("fails the group with SortKeyTaken when the taken sk is the last timestamp there is", function()
+        local T = "9999-12-31T23:59:59.999999+00:00"
+        local g = seed_group(ALICE, BOB, at(0), "start")
+        local h = seed_group(ALICE, CARO, T, "other")
+        local rec = post(g, T, BOB, "at the end of time")
         local before = snapshot()
         local s = process({ rec })
         assert_counts({ processed = 1, moved = 0, applied = 0, skipped = 0, failed = 1 }, s)

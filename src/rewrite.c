@@ -33,7 +33,7 @@
 
 #define UUID_LEN 36
 #define PREFIX_LEN 4          /* "MSG#", "GRP#" */
-#define MAX_KEY_BYTES 1024    /* DynamoDB's limit for a sort key value */
+#define MAX_MESSAGE_CHARS 1024 /* ddb.model.MAX_MESSAGE_CHARS */
 #define MAX_ROUNDS_LIMIT 1000 /* largest opts.max_rounds accepted */
 #define MAX_RECORDS (1 << 24) /* larger batches raise (Lambda sends <= 10000) */
 #define TOKEN_BYTES 16        /* ClientRequestToken: 32 hex digits of SHA-256 */
@@ -130,13 +130,16 @@ static int is_uuid(const char *s, size_t n) {
     return 1;
 }
 
-/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
-static int is_utf8(const char *str, size_t n) {
+/* The number of characters of strict UTF-8 (no overlongs, surrogates or code
+ * points past U+10FFFF), or -1 when s is not that. */
+static long utf8_chars(const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
+    long chars = 0;
     while (i < n) {
         unsigned c = s[i], cp, min;
         size_t len;
+        chars++;
         if (c < 0x80) {
             i++;
             continue;
@@ -144,16 +147,16 @@ static int is_utf8(const char *str, size_t n) {
         if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f, min = 0x80;
         else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f, min = 0x800;
         else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07, min = 0x10000;
-        else return 0;
-        if (n - i < len) return 0;
+        else return -1;
+        if (n - i < len) return -1;
         for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
+            if ((s[i + k] & 0xc0) != 0x80) return -1;
             cp = (cp << 6) | (s[i + k] & 0x3f);
         }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return -1;
         i += len;
     }
-    return 1;
+    return chars;
 }
 
 /* n decimal digits at s into *out; 0 when one is not a digit. */
@@ -173,22 +176,30 @@ static int days_in_month(int y, int mo) {
     return mo == 2 && leap ? 29 : dim[mo - 1];
 }
 
-/* The timestamp 1 us after s (`YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, UTC, the
- * ddb.ids format: fixed width, so byte order is time order), carried through
- * seconds, minutes, hours, days, months (leap years included) and years,
- * written to out as TS_LEN bytes and a NUL. Returns 0, out untouched, when s
- * is not such a timestamp of a real date and time (no leap second) or the
- * result would pass the year 9999. */
-static int next_usec(const char *s, size_t n, char out[TS_LEN + 1]) {
-    int y, mo, d, h, mi, se, us;
+/* Reads a timestamp `YYYY-MM-DDTHH:MM:SS.ffffff+00:00` (UTC, the ddb.ids
+ * format: fixed width, so byte order is time order) of a real date and time
+ * (no leap second) into t[0..6] = year, month, day, hour, minute, second,
+ * microsecond; returns 0 when s is not one. */
+static int parse_ts(const char *s, size_t n, int t[7]) {
     if (n != TS_LEN || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
         s[19] != '.' || memcmp(s + 26, "+00:00", 6) != 0)
         return 0;
-    if (!read_digits(s, 4, &y) || !read_digits(s + 5, 2, &mo) || !read_digits(s + 8, 2, &d) ||
-        !read_digits(s + 11, 2, &h) || !read_digits(s + 14, 2, &mi) || !read_digits(s + 17, 2, &se) ||
-        !read_digits(s + 20, 6, &us))
+    if (!read_digits(s, 4, &t[0]) || !read_digits(s + 5, 2, &t[1]) || !read_digits(s + 8, 2, &t[2]) ||
+        !read_digits(s + 11, 2, &t[3]) || !read_digits(s + 14, 2, &t[4]) || !read_digits(s + 17, 2, &t[5]) ||
+        !read_digits(s + 20, 6, &t[6]))
         return 0;
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59) return 0;
+    return t[1] >= 1 && t[1] <= 12 && t[2] >= 1 && t[2] <= days_in_month(t[0], t[1]) && t[3] <= 23 &&
+           t[4] <= 59 && t[5] <= 59;
+}
+
+/* The timestamp 1 us after s, carried through seconds, minutes, hours, days,
+ * months (leap years included) and years, written to out as TS_LEN bytes and
+ * a NUL. Returns 0, out untouched, when s is not a timestamp (parse_ts) or
+ * the result would pass the year 9999. */
+static int next_usec(const char *s, size_t n, char out[TS_LEN + 1]) {
+    int t[7];
+    if (!parse_ts(s, n, t)) return 0;
+    int y = t[0], mo = t[1], d = t[2], h = t[3], mi = t[4], se = t[5], us = t[6];
     if (++us > 999999) {
         us = 0;
         if (++se > 59) {
@@ -315,10 +326,13 @@ static int classify(lua_State *L, int rec) {
     if (kt == LUA_TSTRING) lua_pop(L, 1);
     else lua_remove(L, top + 2); /* top+2: sk */
     s = lua_tolstring(L, top + 2, &n);
-    if (n == 0 || n > MAX_KEY_BYTES || !is_utf8(s, n)) goto skip;
+    int ts[7];
+    if (!parse_ts(s, n, ts)) goto skip; /* a message row's sk is its time */
 
     s = path_string(L, rec, P_MESSAGE, &n); /* top+3: message */
-    if (!s || !is_utf8(s, n)) goto skip;
+    if (!s) goto skip;
+    long chars = utf8_chars(s, n);
+    if (chars < 0 || chars > MAX_MESSAGE_CHARS) goto skip; /* not a message the API writes */
 
     /* identifier: SequenceNumber, else eventID, else "" (Lambda then
      * retries the whole batch); either one present but not a string is

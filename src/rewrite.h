@@ -8,8 +8,9 @@
  *            GetRecords response's Records, decoded JSON), read raw.
  *   opts     nil or { table = "cruddur-messages", index =
  *            "message-group-sk-index", max_rounds = 5, inject = fn? }.
- * Only INSERTs of well-formed MSG#<uuid> items act; any other or malformed
- * record is a counted skip. Per message group the newest message of the batch
+ * Only INSERTs of well-formed MSG#<uuid> items act (sk a real ddb.ids
+ * timestamp, message valid UTF-8 of at most 1024 characters, as the API
+ * writes them); any other or malformed record is a counted skip. Per message group the newest message of the batch
  * (sk T) wins; each owner's newest group row older than T moves there with
  * one TransactWriteItems (conditional Delete + conditional Put per row, up to
  * DDB_REWRITE_ROWS_PER_TX rows, deterministic ClientRequestToken over the
@@ -28,7 +29,7 @@
  * row may end a few us after T, and the participants of one transaction at
  * different sks; "never back" still holds (a replay targets T <= the row's
  * sk). SortKeyTaken fails the group, overwriting nothing, when an owner's
- * steps run out or a held target is not such a timestamp.
+ * steps run out or would pass the year 9999.
  * summary = { processed, moved, applied, skipped, failed,
  *             batchItemFailures = {{itemIdentifier=}} | [], errors = {...} }
  * with errors as the client returned them, or plain {code, message, group}

@@ -9,6 +9,8 @@
 -- @module ddb.cli
 local ddb = require("ddb")
 local core = require("ddb.core")
+local errors = require("ddb.errors")
+local model = require("ddb.model")
 
 local M = {}
 
@@ -26,6 +28,8 @@ local function script_name()
   return ((arg and arg[0]) or "ddb"):match("([^/]+)$")
 end
 
+local one_line = errors.one_line
+
 --- Prints `name: message` on stderr and exits with `code` (default 1).
 -- `err` may be an error value (its `tostring` is used, plus a hint for
 -- common causes) or a string.
@@ -38,7 +42,7 @@ function M.fail(err, code)
       msg = msg .. " (is DynamoDB running there? start it, e.g. `make demo`, or pass --endpoint URL)"
     end
   end
-  io.stderr:write(script_name(), ": ", msg, "\n")
+  io.stderr:write(script_name(), ": ", one_line(msg), "\n")
   os.exit(code or 1)
 end
 
@@ -59,7 +63,7 @@ function M.parse(argv, spec)
     i = 2
   end
   local function usage_error(msg)
-    io.stderr:write(script_name(), ": ", msg, " (see --help)\n")
+    io.stderr:write(script_name(), ": ", one_line(msg), " (see --help)\n")
     os.exit(2)
   end
   while i <= #argv do
@@ -101,6 +105,9 @@ function M.parse(argv, spec)
   end
   if o.prod and o.endpoint then usage_error("'prod' and --endpoint exclude each other") end
   o.table = o.table or os.getenv("DDB_TABLE") or M.DEFAULT_TABLE
+  if not model.is_table_name(o.table) then
+    usage_error(select(2, model.check_table_name(o.table)).message)
+  end
   return o
 end
 
@@ -125,11 +132,14 @@ end
 function M.users(o)
   local path = o.users or os.getenv("DDB_USERS_FILE") or require("ddb.seed").fixture_path("users")
     or "ddb/fixtures/users.lua"
-  local chunk, err = loadfile(path, "t", {})
-  if not chunk then M.fail("cannot read the users file: " .. err .. " (pass --users FILE)") end
-  local ok, users = pcall(chunk)
-  if not ok or type(users) ~= "table" then
-    M.fail("the users file " .. path .. " must return a list of {uuid, handle, display_name}")
+  local users, err = require("ddb.seed").load_data(path)
+  if not users then M.fail("cannot read the users file: " .. err.message .. " (pass --users FILE)") end
+  for i, u in ipairs(users) do
+    if type(u) ~= "table" or type(u.uuid) ~= "string" or type(u.handle) ~= "string"
+      or type(u.display_name) ~= "string" then
+      M.fail(("the users file %s must return a list of {uuid, handle, display_name} (strings); user %d is not")
+        :format(path, i))
+    end
   end
   return users
 end
@@ -140,7 +150,22 @@ function M.find_user(users, handle, flag)
   for _, u in ipairs(users) do
     if u.handle == handle then return u end
   end
-  M.fail(("no user with handle %q in the users file"):format(handle))
+  M.fail(("no user with handle %s in the users file"):format(errors.quote(handle)))
+end
+
+local function text(v)
+  if type(v) == "string" then return v end
+  if v == nil then return "" end
+  return tostring(v)
+end
+
+--- The fields the pattern scripts print of a record, as strings whatever a
+-- row holds (a row written by another tool may lack one, or hold a number).
+-- @tparam table r a `ddb.messages` record
+-- @treturn table `{uuid, display_name, handle, message, created_at}`
+function M.record(r)
+  return { uuid = text(r.uuid), display_name = text(r.display_name), handle = text(r.handle),
+           message = text(r.message), created_at = text(r.created_at) }
 end
 
 --- Writes `v` as JSON on stdout (a table of records is written as an array).

@@ -29,11 +29,25 @@ function M.uuid()
 end
 
 --- Formats a time as `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`.
--- @tparam integer sec seconds since the epoch
+-- @tparam integer sec seconds since the epoch (a time in the years 1000..9999)
 -- @tparam[opt=0] integer usec microseconds (0..999999)
 -- @treturn string
+-- @raise when `sec` is not an integer, `usec` not an integer 0..999999, or
+--   the time falls outside the years 1000..9999 (the format has four digits)
 function M.timestamp(sec, usec)
-  return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. (".%06d+00:00"):format(usec or 0)
+  if math.type(sec) ~= "integer" then
+    error("ids.timestamp: sec must be an integer, got " .. (type(sec) == "number" and tostring(sec) or type(sec)), 2)
+  end
+  usec = usec or 0
+  if math.type(usec) ~= "integer" or usec < 0 or usec > 999999 then
+    error("ids.timestamp: usec must be an integer 0..999999, got " .. tostring(usec):sub(1, 40), 2)
+  end
+  local ok, date = pcall(os.date, "!%Y-%m-%dT%H:%M:%S", sec)
+  local s = ok and date .. (".%06d+00:00"):format(usec)
+  if not s or not M.is_timestamp(s) then
+    error(("ids.timestamp: %d seconds is not a time in the years 1000..9999"):format(sec), 2)
+  end
+  return s
 end
 
 --- The current UTC time as a timestamp string.
@@ -74,7 +88,8 @@ end
 -- @treturn string
 function M.after(s, n)
   local sec, usec = M.parse_timestamp(s)
-  assert(sec, "ids.after: not a timestamp")
+  if not sec then error("ids.after: not a timestamp", 2) end
+  if n ~= nil and math.type(n) ~= "integer" then error("ids.after: n must be an integer", 2) end
   usec = usec + (n or 1)
   return M.timestamp(sec + usec // 1000000, usec % 1000000)
 end

@@ -586,7 +586,17 @@ local function marshal_map(t, st, d)
   return out
 end
 
+-- Deepest nesting accepted (as the JSON codec's): a deeper value, or a
+-- runaway recursion, is refused with a clear message, not a stack overflow.
+local MAX_DEPTH = 512
+M.MAX_DEPTH = MAX_DEPTH
+
+local function too_deep(st, d)
+  fail(st, d, format("nesting deeper than %d levels", MAX_DEPTH))
+end
+
 marshal_value = function(v, st, d)
+  if d > MAX_DEPTH then too_deep(st, d) end
   if v == NULL then return { NULL = true } end
   local tv = type(v)
   if tv == "string" then
@@ -684,6 +694,7 @@ local function unmarshal_map(m, st, d)
 end
 
 unmarshal_value = function(av, st, d)
+  if d > MAX_DEPTH then too_deep(st, d) end
   if type(av) ~= "table" then fail(st, d, "expected an AttributeValue table, got " .. type(av)) end
   local tag, x = next(av)
   if tag == nil then fail(st, d, "empty AttributeValue") end
@@ -763,8 +774,11 @@ end
 ---------------------------------------------------------------------------
 -- Plain values.
 
-local function plain(v)
+local function plain(v, d)
   if type(v) ~= "table" or v == NULL then return v end
+  if d > MAX_DEPTH then
+    error(format("marshal.plain: nesting deeper than %d levels (or a reference cycle)", MAX_DEPTH), 0)
+  end
   local mt = getmetatable(v)
   if mt == Number then return v.text end
   if mt == Binary then return M.base64_encode(v.bytes) end
@@ -774,13 +788,13 @@ local function plain(v)
       if v.kind == "B" then
         out[i] = M.base64_encode(getmetatable(x) == Binary and x.bytes or x)
       else
-        out[i] = plain(x)
+        out[i] = plain(x, d + 1)
       end
     end
     return setmetatable(out, ARRAY)
   end
   local out = {}
-  for k, x in next, v do out[k] = plain(x) end
+  for k, x in next, v do out[k] = plain(x, d + 1) end
   if mt == ARRAY then setmetatable(out, ARRAY) end
   return out
 end
@@ -793,7 +807,7 @@ end
 -- @param v a value as returned by `unvalue`/`unitem`
 -- @return a new value without wrappers
 function M.plain(v)
-  return plain(v)
+  return plain(v, 0)
 end
 
 return M

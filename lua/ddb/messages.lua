@@ -135,6 +135,14 @@ local function check_user(u, role, fname)
   return true
 end
 
+-- Methods called with `.` instead of `:` (or on something else) raise clearly.
+local function check_self(self, fname)
+  if getmetatable(self) ~= Repo then
+    error(("messages.%s: call it as a method, repo:%s(...), on a repository from messages.new"):format(
+      fname, fname), 3)
+  end
+end
+
 local function check_opts(opts, fname)
   if opts ~= nil and type(opts) ~= "table" then
     error(("messages.%s: opts must be a table, got %s"):format(fname, type(opts)), 3)
@@ -228,8 +236,8 @@ function M.new(client, opts)
     error("messages.new: opts must be a table, got " .. type(opts), 2)
   end
   opts = opts or {}
-  if opts.table ~= nil and (type(opts.table) ~= "string" or opts.table == "") then
-    error("messages.new: opts.table must be a non-empty string", 2)
+  if opts.table ~= nil and not model.is_table_name(opts.table) then
+    error("messages.new: opts.table must be a table name (3 to 255 characters of A-Z, a-z, 0-9, '_', '-', '.')", 2)
   end
   if opts.now ~= nil and type(opts.now) ~= "function" then
     error("messages.new: opts.now must be a function", 2)
@@ -240,7 +248,7 @@ end
 function Repo:_now()
   local t = self.now()
   if not ids.is_timestamp(t) then
-    error("messages: the clock returned " .. tostring(t) .. ", not an ids timestamp", 3)
+    error("messages: the clock returned " .. errors.quote(t) .. ", not an ids timestamp", 3)
   end
   return t
 end
@@ -254,6 +262,7 @@ end
 -- @treturn boolean|nil
 -- @treturn table|nil error (`invalid_uuid`, `message_group_uuid_blank`, or the service's)
 function Repo:is_member(group_uuid, user_uuid)
+  check_self(self, "is_member")
   local ok, err = check_uuid(group_uuid, "message_group_uuid", "is_member", "message_group_uuid_blank")
   if not ok then return nil, err end
   ok, err = check_uuid(user_uuid, "user uuid", "is_member")
@@ -305,6 +314,7 @@ end
 --   (`message_group_uuid_blank`, `invalid_uuid`, `invalid_cursor`, `forbidden`, ...)
 -- @raise on wrong argument types or a bad `limit`
 function Repo:list_messages(message_group_uuid, user_uuid, opts)
+  check_self(self, "list_messages")
   opts = check_opts(opts, "list_messages")
   local limit = check_limit(opts.limit, M.DEFAULT_MESSAGES_LIMIT, "list_messages")
   local ok, err = check_uuid(message_group_uuid, "message_group_uuid", "list_messages", "message_group_uuid_blank")
@@ -331,6 +341,7 @@ end
 --   error when the first result is nil (`invalid_uuid`, `invalid_cursor`, ...)
 -- @raise on wrong argument types or a bad `limit`
 function Repo:list_message_groups(user_uuid, opts)
+  check_self(self, "list_message_groups")
   opts = check_opts(opts, "list_message_groups")
   local limit = check_limit(opts.limit, M.DEFAULT_GROUPS_LIMIT, "list_message_groups")
   local ok, err = check_uuid(user_uuid, "user uuid", "list_message_groups")
@@ -374,6 +385,7 @@ end
 -- @treturn table|nil error (`message_*`, `invalid_uuid`, `invalid_user`, `forbidden`, ...)
 -- @raise on wrong argument types
 function Repo:create_message(message_group_uuid, sender, text)
+  check_self(self, "create_message")
   local ok, err = check_user(sender, "sender", "create_message")
   if not ok then return nil, err end
   ok, err = check_uuid(message_group_uuid, "message_group_uuid", "create_message", "message_group_uuid_blank")
@@ -466,6 +478,7 @@ end
 --   `invalid_uuid`, `invalid_user`, `invalid_receiver`, ...)
 -- @raise on wrong argument types
 function Repo:create_message_group(sender, receiver, text)
+  check_self(self, "create_message_group")
   local ok, err = check_user(sender, "sender", "create_message_group")
   if not ok then return nil, err end
   if receiver == nil or (type(receiver) == "table" and (receiver.handle == nil or receiver.handle == ""

@@ -18,6 +18,8 @@
 -- Times are `ddb.ids` timestamps; ids are validated canonical UUIDs before
 -- any key is built from them.
 -- @module ddb.model
+local errors = require("ddb.errors")
+
 local M = {}
 
 --- Default table name.
@@ -26,6 +28,23 @@ M.TABLE = "cruddur-messages"
 M.GSI = "message-group-sk-index"
 --- Longest message, in UTF-8 characters.
 M.MAX_MESSAGE_CHARS = 1024
+
+--- True when `name` is a valid DynamoDB table name: 3 to 255 characters of
+-- `A-Z a-z 0-9 _ - .` (checked before a name from outside reaches a request).
+-- @param name any value
+-- @treturn boolean
+function M.is_table_name(name)
+  return type(name) == "string" and #name >= 3 and #name <= 255 and not name:find("[^A-Za-z0-9_.%-]")
+end
+
+--- `true`, or `nil, err` (code `invalid_table_name`) for a string that
+-- `is_table_name` refuses.
+-- @tparam string name
+function M.check_table_name(name)
+  if M.is_table_name(name) then return true end
+  return errors.fail("invalid_table_name", ("invalid table name %s: a table name is 3 to 255 characters of "
+    .. "A-Z, a-z, 0-9, '_', '-' and '.'"):format(errors.quote(name)))
+end
 
 --- `GRP#<user uuid>`
 function M.group_pk(user_uuid) return "GRP#" .. user_uuid end

@@ -14,7 +14,19 @@ end
 
 local function check_opts(opts, fname)
   if opts ~= nil and type(opts) ~= "table" then error("schema." .. fname .. ": opts must be a table", 3) end
-  return opts or {}
+  opts = opts or {}
+  local function bad(k, what) error(("schema.%s: opts.%s must be %s"):format(fname, k, what), 4) end
+  if opts.table ~= nil and type(opts.table) ~= "string" then bad("table", "a string") end
+  if opts.on_demand ~= nil and type(opts.on_demand) ~= "boolean" then bad("on_demand", "a boolean") end
+  for _, k in ipairs({ "read_capacity", "write_capacity" }) do
+    local v = opts[k]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 1) then bad(k, "a positive integer") end
+  end
+  local t = opts.timeout_s
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0 or t == math.huge) then
+    bad("timeout_s", "a positive number")
+  end
+  return opts
 end
 
 --- The CreateTable request for the messages table.
@@ -96,7 +108,10 @@ function M.load(client, opts)
   check_client(client, "load")
   opts = check_opts(opts, "load")
   local def = M.definition(opts)
-  local res, err = client:call("CreateTable", def)
+  local ok, err = model.check_table_name(def.TableName)
+  if not ok then return nil, err end
+  local res
+  res, err = client:call("CreateTable", def)
   if not res then
     if err.code == "ResourceInUseException" then
       return errors.fail("table_exists", ("table %s already exists (drop it first with bin/ddb/drop)"):format(
@@ -116,7 +131,10 @@ function M.drop(client, opts)
   check_client(client, "drop")
   opts = check_opts(opts, "drop")
   local name = opts.table or model.TABLE
-  local res, err = client:call("DeleteTable", { TableName = name })
+  local ok, err = model.check_table_name(name)
+  if not ok then return nil, err end
+  local res
+  res, err = client:call("DeleteTable", { TableName = name })
   if not res and err.code == "ResourceNotFoundException" then
     return errors.fail("table_missing", ("table %s does not exist"):format(name),
       { status = err.status, request_id = err.request_id })

@@ -33,6 +33,8 @@ local retry = require("ddb.retry")
 
 local M = {}
 
+--- DynamoDB's item size limit (400 KB, attribute names included).
+M.MAX_ITEM_BYTES = 400 * 1024
 --- Requests per BatchWriteItem call (DynamoDB's maximum).
 M.BATCH_SIZE = 25
 --- Default bound on the UnprocessedItems rounds of one batch (retries after the first call).
@@ -67,17 +69,39 @@ local function invalid(path, msg)
   return errors.fail("invalid_fixture", ("%s: %s"):format(path, msg), { path = path })
 end
 
-local function load_data(path)
+-- The first line of a load or run error, its `file:line:` written `file,
+-- line N:` (a place in the data file, not a Lua stack position).
+local function where(err)
+  return (tostring(err):gsub("\n.*", ""):gsub("^(.-):(%d+): ", "%1, line %2: "))
+end
+
+--- Most Lua VM instructions a fixture file may take to evaluate: data does
+-- not loop, and a file that does is refused instead of hanging the seed.
+M.MAX_FIXTURE_STEPS = 10000000
+
+--- Loads a data file (a Lua chunk returning a table, no globals, no
+-- bytecode, at most `MAX_FIXTURE_STEPS` instructions), as the fixtures and
+-- the scripts' `--users` file are loaded.
+-- @tparam string path
+-- @treturn table|nil the table the file returns
+-- @treturn table|nil error, code `invalid_fixture`, with `path`
+function M.load_data(path)
+  if type(path) ~= "string" then error("seed.load_data: path must be a string, got " .. type(path), 2) end
+  if path:find("\0", 1, true) then return invalid((path:gsub("%z.*", "")), "the path contains a NUL byte") end
   local chunk, err = loadfile(path, "t", {})
   if not chunk then
-    return errors.fail("invalid_fixture", "cannot load fixture: " .. tostring(err):gsub("\n.*", ""),
-      { path = path })
+    return errors.fail("invalid_fixture", "cannot load fixture: " .. where(err), { path = path })
   end
-  local ok, v = pcall(chunk)
-  if not ok then return invalid(path, "error while evaluating: " .. tostring(v):gsub("\n.*", "")) end
+  local co = coroutine.create(chunk)
+  debug.sethook(co, function()
+    error(("more than %d instructions (a fixture is data, not a program)"):format(M.MAX_FIXTURE_STEPS), 0)
+  end, "", M.MAX_FIXTURE_STEPS)
+  local ok, v = coroutine.resume(co)
+  if not ok then return invalid(path, "error while evaluating: " .. where(v)) end
   if type(v) ~= "table" then return invalid(path, "must return a table, got " .. type(v)) end
   return v
 end
+local load_data = M.load_data
 
 local function is_text(s)
   return type(s) == "string" and s:find("%S") ~= nil and utf8.len(s) ~= nil
@@ -136,6 +160,18 @@ local function validate_conversation(path, conv, by_handle)
   return { members[1], members[2] }
 end
 
+-- The fixtures table from validated users and conversation.
+local function fixtures_of(users, by_handle, participants, conv)
+  local lines = {}
+  for i, line in ipairs(conv.lines) do
+    lines[i] = { handle = line.handle, text = line.text, user = by_handle[line.handle] }
+  end
+  return {
+    users = users, by_handle = by_handle, participants = participants,
+    message_group_uuid = conv.message_group_uuid, lines = lines,
+  }
+end
+
 --- Loads and validates the fixtures.
 -- @tparam[opt] table opts `users` (path, default `fixture_path("users")`),
 --   `conversation` (path, default `fixture_path("conversation")`)
@@ -159,14 +195,25 @@ function M.load_fixtures(opts)
   local participants
   participants, err = validate_conversation(conv_path, conv, by_handle)
   if not participants then return nil, err end
-  local lines = {}
-  for i, line in ipairs(conv.lines) do
-    lines[i] = { handle = line.handle, text = line.text, user = by_handle[line.handle] }
-  end
-  return {
-    users = users, by_handle = by_handle, participants = participants,
-    message_group_uuid = conv.message_group_uuid, lines = lines,
-  }
+  return fixtures_of(users, by_handle, participants, conv)
+end
+
+-- Fixtures handed to `run` (opts.fixtures) are checked as the files are, and
+-- the rows are built from what passed (the users of `users`), never from
+-- the caller's other fields: returns the fixtures to use, or nil, err.
+local function check_fixtures(fx)
+  local place = "opts.fixtures"
+  if type(fx.users) ~= "table" then return invalid(place, "users must be a list (pass seed.load_fixtures's result)") end
+  local by_handle, err = validate_users(place, fx.users)
+  if not by_handle then return nil, err end
+  local p = type(fx.participants) == "table" and fx.participants or {}
+  local handles = {}
+  for i = 1, 2 do handles[i] = type(p[i]) == "table" and p[i].handle or p[i] end
+  local conv = { message_group_uuid = fx.message_group_uuid, participants = handles, lines = fx.lines }
+  local participants
+  participants, err = validate_conversation(place, conv, by_handle)
+  if not participants then return nil, err end
+  return fixtures_of(fx.users, by_handle, participants, conv)
 end
 
 ---------------------------------------------------------------------------
@@ -293,6 +340,14 @@ local function stale_keys(client, name, fx, keep)
   return stale
 end
 
+-- True for an object `progress` can write to (a table or userdata with a write method).
+local function has_write(v)
+  local t = type(v)
+  if t ~= "table" and t ~= "userdata" then return false end
+  local ok, write = pcall(function() return v.write end)
+  return ok and type(write) == "function"
+end
+
 local function positive_integer(v, what, default)
   if v == nil then return default end
   if math.type(v) ~= "integer" or v < 0 then
@@ -326,8 +381,7 @@ function M.run(client, opts)
     error("seed.run: opts.fixtures must be a table (from seed.load_fixtures)", 2)
   end
   local progress = opts.progress
-  if progress ~= nil and type(progress) ~= "boolean"
-    and not (type(progress) == "table" or type(progress) == "userdata") then
+  if progress ~= nil and type(progress) ~= "boolean" and not has_write(progress) then
     error("seed.run: opts.progress must be a boolean or an object with a write method", 2)
   end
   local name = opts.table or model.TABLE
@@ -337,11 +391,15 @@ function M.run(client, opts)
     base_ms = positive_integer(opts.backoff_base_ms, "backoff_base_ms", M.BACKOFF_BASE_MS),
     max_ms = positive_integer(opts.backoff_max_ms, "backoff_max_ms", M.BACKOFF_MAX_MS),
   }
-  local fx, err = opts.fixtures
-  if not fx then
+  local ok, err = model.check_table_name(name)
+  if not ok then return nil, err end
+  local fx = opts.fixtures
+  if fx then
+    fx, err = check_fixtures(fx)
+  else
     fx, err = M.load_fixtures({ users = opts.users, conversation = opts.conversation })
-    if not fx then return nil, err end
   end
+  if not fx then return nil, err end
 
   local sec, usec
   if opts.now ~= nil then
@@ -365,6 +423,17 @@ function M.run(client, opts)
   rows[#rows + 1] = model.group_row(b, a, group, last_time, last_text)
   rows[#rows + 1] = model.pair_row(a.uuid, b.uuid, group, first_time)
 
+  -- Nothing is sent unless every row fits: a batch refused for one row
+  -- would leave the batches before it written.
+  for _, r in ipairs(rows) do
+    local size = 0
+    for k, v in pairs(r) do size = size + #k + #v end
+    if size > M.MAX_ITEM_BYTES then
+      return errors.fail("invalid_fixture", ("the row %s %s would have %d bytes, more than DynamoDB's %d "
+        .. "(a handle or display_name too long?)"):format(r.pk, r.sk, size, M.MAX_ITEM_BYTES))
+    end
+  end
+
   local keep = {}
   for _, r in ipairs(rows) do keep[r.pk .. "\0" .. r.sk] = true end
   local stale
@@ -380,7 +449,6 @@ function M.run(client, opts)
   st.show, finish = progress_reporter(out, #requests)
   for first = 1, #requests, M.BATCH_SIZE do
     local batch = table.move(requests, first, math.min(first + M.BATCH_SIZE - 1, #requests), 1, {})
-    local ok
     ok, err = write_batch(client, name, batch, st)
     if not ok then
       finish()

@@ -5,9 +5,11 @@
 -- The work is done by the C engine `ddb.core.rewrite` (src/rewrite.h):
 --
 -- * every record of the batch is examined, in order; only an `INSERT` of a
---   `MSG#<uuid>` item acts. `REMOVE`, `MODIFY`, `GRP#`/`PAIR#` items (the
---   rewrite's own writes among them, so there is no feedback loop) and
---   malformed records are counted skips, never errors;
+--   `MSG#<uuid>` item acts (its `sk` a `ddb.ids` timestamp, its `message`
+--   UTF-8 of at most 1024 characters, as `ddb.messages` writes them).
+--   `REMOVE`, `MODIFY`, `GRP#`/`PAIR#` items (the rewrite's own writes among
+--   them, so there is no feedback loop) and malformed records are counted
+--   skips, never errors;
 -- * per message group the newest message of the batch wins; the group's rows
 --   are read from the GSI (every page), and each owner's newest row older than
 --   that message moves to it in one `TransactWriteItems`: a `Delete` of the
@@ -23,8 +25,8 @@
 --   `max_rounds` times (then `RewriteContention`). A target `sk` already held
 --   by the owner's row of *another* group (an owner has one row per `sk`)
 --   moves that owner's row to the first free microsecond after it (at most
---   16 steps, then `SortKeyTaken`); nothing is ever overwritten. Any other failure
---   fails the group, and only that group.
+--   16 steps, and never past the year 9999, then `SortKeyTaken`); nothing is
+--   ever overwritten. Any other failure fails the group, and only that group.
 --
 -- A failed group is reported with the earliest record it owns, the way a
 -- Lambda partial-batch response wants it; redelivering from there is safe
@@ -252,7 +254,9 @@ local function run_opts(opts)
   o.start = start
   local dir = opts.checkpoint_dir
   if dir == nil then dir = M.CHECKPOINT_DIR end
-  if type(dir) ~= "string" or dir == "" then error("stream.run: opts.checkpoint_dir must be a non-empty string", 3) end
+  if type(dir) ~= "string" or dir == "" or dir:find("\0", 1, true) then
+    error("stream.run: opts.checkpoint_dir must be a non-empty string without NUL bytes", 3)
+  end
   o.checkpoint_dir = dir
   for _, k in ipairs({ "should_stop", "on_batch" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then
@@ -328,7 +332,7 @@ local function read_checkpoint(path, arn)
   if doc.stream_arn ~= arn then
     return bad(("it belongs to stream %s, not %s"):format(tostring(doc.stream_arn), arn))
   end
-  if type(doc.shards) ~= "table" then return bad("no shards object") end
+  if type(doc.shards) ~= "table" or getmetatable(doc.shards) == core.array_mt then return bad("no shards object") end
   local shards = {}
   for id, s in pairs(doc.shards) do
     if type(id) ~= "string" or id == "" then return bad("a shard id that is not a string") end
