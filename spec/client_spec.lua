@@ -196,6 +196,10 @@ describe("client against moto", function()
     assert.has_error(function() client:call(42) end)
     assert.has_error(function() client:call("PutItem", "nope") end)
     assert.has_error(function() client:pages("GetItem", {}) end)
+    assert.has_error(function() client.call(nil, "ListTables", {}) end,
+      "client:call: call it as client:call(op, params), on a client from ddb.client")
+    assert.has_error(function() client.pages({}, "Scan", {}) end)
+    assert.has_error(function() client:call(("A"):rep(65), {}) end)
     assert.has_error(function() ddb.client("http://x") end)
   end)
 

@@ -30,13 +30,17 @@ local PAGINATION = {
   ListContributorInsights = { "NextToken", "NextToken" },
 }
 
--- X-Amz-Target of each operation name seen so far (so: only valid names).
-local targets = {}
+-- X-Amz-Target of each operation name seen so far (so: only valid names),
+-- at most MAX_TARGETS of them (DynamoDB has about 60 operations).
+local targets, ntargets, MAX_TARGETS = {}, 0, 256
 local function target_of(op)
   local t = targets[op]
   if not t then
     t = (STREAMS_OPS[op] and "DynamoDBStreams_20120810." or "DynamoDB_20120810.") .. op
-    targets[op] = t
+    if ntargets < MAX_TARGETS then
+      targets[op] = t
+      ntargets = ntargets + 1
+    end
   end
   return t
 end
@@ -119,9 +123,12 @@ local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) e
 --   `ItemTooLarge` (with `size` and `limit`, no request made) for a `PutItem`,
 --   `BatchWriteItem` or `TransactWriteItems` putting an item over 400 KB
 function Client:call(op, params)
+  if getmetatable(self) ~= Client then
+    error("client:call: call it as client:call(op, params), on a client from ddb.client", 2)
+  end
   local target = targets[op] -- a name already checked
   if not target then
-    if type(op) ~= "string" or not op:match("^%u%a+$") then
+    if type(op) ~= "string" or #op > 64 or not op:match("^%u%a+$") then
       error("client:call: operation must be a name like \"PutItem\"", 2)
     end
     target = target_of(op)
@@ -180,9 +187,13 @@ end
 -- @tparam[opt] table params the first request
 -- @treturn function iterator yielding each decoded page
 function Client:pages(op, params)
+  if getmetatable(self) ~= Client then
+    error("client:pages: call it as client:pages(op, params), on a client from ddb.client", 2)
+  end
   local spec = PAGINATION[op]
   if not spec then
-    error("client:pages: " .. tostring(op) .. " is not a paginated operation", 2)
+    error("client:pages: " .. (type(op) == "string" and op:sub(1, 64) or type(op))
+      .. " is not a paginated operation", 2)
   end
   if params ~= nil and type(params) ~= "table" then
     error("client:pages: params must be a table", 2)
