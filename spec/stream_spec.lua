@@ -1024,6 +1024,7 @@ describe("ddb.stream", function()
       stream.client_factory = function() error("no client needed") end
       assert.equal('{"batchItemFailures":[]}', core.json_encode(stream.handler({}, {})))
       assert.equal('{"batchItemFailures":[]}', core.json_encode(stream.handler({ Records = "x" }, {})))
+      assert.equal('{"batchItemFailures":[]}', core.json_encode(stream.handler({ Records = {} }, {})))
       assert.has_error(function() stream.handler(nil, {}) end)
       assert.has_error(function() stream.handler("event", {}) end)
     end)

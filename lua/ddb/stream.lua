@@ -174,7 +174,9 @@ function M.handler(event, context) -- luacheck: no unused args
     error("stream.handler: event must be a table, got " .. type(event), 2)
   end
   local records = event.Records
-  if type(records) ~= "table" then return { batchItemFailures = core.array() } end
+  if type(records) ~= "table" or next(records) == nil then
+    return { batchItemFailures = core.array() } -- nothing to do: no client needed
+  end
   local name = M.getenv("DDB_TABLE")
   if name == "" then name = nil end
   local summary = M.process(handler_client(), records, { table = name or model.TABLE })
