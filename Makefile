@@ -70,6 +70,56 @@ bench: bench-deps
 	@$(MAKE) --no-print-directory build $(BENCH_TOOLS)
 	@bench/run $(BENCH_ARGS)
 
+# Memory safety and fuzzing (fuzz/README.md).
+#   make test-asan      the whole suite with ddb/core.so built with ASan + UBSan
+#                       (build/asan); every lua5.4 the specs start runs with gcc's
+#                       ASan and UBSan runtimes preloaded (scripts/sanitize); any
+#                       report fails the run
+#   make test-valgrind  the C-heavy specs (VALGRIND_SPECS) under valgrind memcheck
+#   make fuzz           each libFuzzer target of fuzz/ for FUZZ_SECONDS (30) seconds
+#                       from its seeds in fuzz/corpus/<target>; built with clang
+.PHONY: test-asan test-valgrind fuzz fuzz-build
+
+SAN_FLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_BUILD := build/asan
+VALGRIND_SPECS ?= spec/sigv4_suite_spec.lua spec/sigv4_botocore_spec.lua spec/json_spec.lua \
+                  spec/client_spec.lua spec/retry_spec.lua spec/stream_spec.lua
+
+test-asan:
+	@scripts/deps.sh asan
+	@$(MAKE) --no-print-directory build BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g $(SAN_FLAGS)"
+	@LUA_CPATH='$(abspath $(ASAN_BUILD))/?.so;;' scripts/sanitize asan $(ASAN_BUILD) \
+		scripts/with-moto scripts/run-specs spec
+
+test-valgrind:
+	@scripts/deps.sh valgrind
+	@$(MAKE) --no-print-directory build
+	@scripts/sanitize valgrind build/valgrind scripts/with-moto scripts/run-specs $(VALGRIND_SPECS)
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD   := build/fuzz
+FUZZ_TARGETS := $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
+FUZZ_CFLAGS  := -g -O1 $(SAN_FLAGS) -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
+                $(shell pkg-config --cflags $(PKGS)) -Isrc
+FUZZ_OBJ     := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(SRC))
+FUZZ_BINS    := $(patsubst %,$(FUZZ_BUILD)/%_fuzz,$(FUZZ_TARGETS))
+
+.SECONDARY: $(FUZZ_OBJ)
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/%_fuzz: fuzz/%_fuzz.c fuzz/fuzz.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(shell pkg-config --libs $(PKGS))
+
+fuzz-build:
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run $(FUZZ_TARGETS)
+
 lint:
 	luacheck --no-color -q lua bin spec examples
 

@@ -6,18 +6,27 @@
 #   scripts/deps.sh bench    that, plus what `make bench` needs: nginx-light
 #                            (the null endpoint), valgrind (callgrind)
 #                            and bench/.venv with the latest boto3 and AWS CLI
+#   scripts/deps.sh asan     that, plus gcc's ASan and UBSan runtimes (make test-asan)
+#   scripts/deps.sh valgrind that, plus valgrind (make test-valgrind)
+#   scripts/deps.sh fuzz     that, plus clang and its compiler-rt (libFuzzer, the
+#                            sanitizers) for Debian 12's clang 14 (make fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-}
 case "$mode" in
-  ""|bench) ;;
-  *) echo "usage: scripts/deps.sh [bench]" >&2; exit 2 ;;
+  ""|bench|asan|valgrind|fuzz) ;;
+  *) echo "usage: scripts/deps.sh [bench|asan|valgrind|fuzz]" >&2; exit 2 ;;
 esac
 
 pkgs=(lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev pkg-config gcc make
       lua-cjson lua-busted lua-check lua-socket luarocks python3 python3-venv ca-certificates locales)
-if [ "$mode" = bench ]; then pkgs+=(nginx-light valgrind); fi
+case "$mode" in
+  bench) pkgs+=(nginx-light valgrind) ;;
+  asan) pkgs+=(libasan8 libubsan1) ;;
+  valgrind) pkgs+=(valgrind) ;;
+  fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
