@@ -172,6 +172,25 @@ static int bool_field(lua_State *L, int idx, const char *name) {
     return v;
 }
 
+/* 1 when s can go into a header value: no CR, LF or NUL (no header injection). */
+static int header_safe(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
+    return 1;
+}
+
+/* 1 when s is an X-Amz-Target: letters, digits, '_' and '.' only. */
+static int target_safe(const char *s, size_t n) {
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
 static int l_client_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     const char *url = str_field(L, 1, "url", 1);
@@ -184,6 +203,16 @@ static int l_client_new(lua_State *L) {
     const char *token = str_field(L, 1, "session_token", 0);
     const char *ca_file = str_field(L, 1, "ca_file", 0);
     const char *ua = str_field(L, 1, "user_agent", 0);
+    static const char *const in_headers[] = {"host", "streams_host", "user_agent", "session_token",
+                                             "access_key_id", "region"};
+    for (size_t i = 0; i < sizeof in_headers / sizeof in_headers[0]; i++) {
+        size_t n;
+        lua_getfield(L, 1, in_headers[i]);
+        const char *v = lua_tolstring(L, -1, &n); /* a string here, or nil (checked above) */
+        int ok = !v || header_safe(v, n);
+        lua_pop(L, 1);
+        if (!ok) return luaL_error(L, "client option '%s' must not contain CR, LF or NUL", in_headers[i]);
+    }
     ddb_transport_opts to;
     to.timeout_ms = int_field(L, 1, "timeout_ms", 30000, 1);
     to.connect_timeout_ms = int_field(L, 1, "connect_timeout_ms", 3000, 1);
@@ -645,6 +674,7 @@ static int l_request(lua_State *L) {
     client *c = check_client(L);
     size_t target_len;
     const char *target = luaL_checklstring(L, 2, &target_len);
+    luaL_argcheck(L, target_safe(target, target_len), 2, "X-Amz-Target must be letters, digits, '_' and '.'");
     int ptype = lua_type(L, 3);
     luaL_argexpected(L, ptype == LUA_TTABLE || ptype == LUA_TSTRING, 3, "table or string");
     const endpoint *ep = &c->ep[lua_toboolean(L, 4) ? 1 : 0];

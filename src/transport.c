@@ -113,7 +113,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
         tmp[vl] = '\0';
         char *end;
         unsigned long c = strtoul(tmp, &end, 10);
-        if (*end == '\0') {
+        /* digits only (strtoul would take "-1" or " 1") and at most 32 bits */
+        if (*end == '\0' && tmp[0] >= '0' && tmp[0] <= '9' && c <= 0xFFFFFFFFUL) {
             r->has_crc32 = 1;
             r->crc32 = c;
         }

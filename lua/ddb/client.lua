@@ -123,7 +123,7 @@ local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) e
 --   `ItemTooLarge` (with `size` and `limit`, no request made) for a `PutItem`,
 --   `BatchWriteItem` or `TransactWriteItems` putting an item over 400 KB
 function Client:call(op, params)
-  if getmetatable(self) ~= Client then
+  if type(self) ~= "table" or self._h == nil then
     error("client:call: call it as client:call(op, params), on a client from ddb.client", 2)
   end
   local target = targets[op] -- a name already checked
@@ -187,8 +187,8 @@ end
 -- @tparam[opt] table params the first request
 -- @treturn function iterator yielding each decoded page
 function Client:pages(op, params)
-  if getmetatable(self) ~= Client then
-    error("client:pages: call it as client:pages(op, params), on a client from ddb.client", 2)
+  if type(self) ~= "table" or type(self.call) ~= "function" then
+    error("client:pages: call it as client:pages(op, params), on a client", 2)
   end
   local spec = PAGINATION[op]
   if not spec then
