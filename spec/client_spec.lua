@@ -203,6 +203,26 @@ describe("client against moto", function()
     assert.has_error(function() ddb.client("http://x") end)
   end)
 
+  it("refuses header injection at the core: CR/LF/NUL in header values, odd characters in the target", function()
+    local core = require("ddb.core")
+    local base = { url = "http://127.0.0.1:1/", host = "127.0.0.1:1", region = "us-east-1",
+      access_key_id = "AKID", secret_access_key = "secret" }
+    for _, field in ipairs({ "host", "streams_host", "user_agent", "session_token", "access_key_id", "region" }) do
+      for _, bad in ipairs({ "a\r\nX-Injected: yes", "a\nb", "a\0b" }) do
+        local opts = {}
+        for k, v in pairs(base) do opts[k] = v end
+        opts[field] = bad
+        assert.has_error(function() core.client(opts) end,
+          "client option '" .. field .. "' must not contain CR, LF or NUL")
+      end
+    end
+    local h = core.client(base)
+    for _, bad in ipairs({ "DynamoDB_20120810.ListTables\r\nX-Injected: yes", "", "A B", "A\0" }) do
+      assert.has_error(function() h:request(bad, {}) end)
+    end
+    h:close()
+  end)
+
   it("can be closed, after which calls raise", function()
     local c = moto.client()
     assert(c:call("ListTables", {}))

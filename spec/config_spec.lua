@@ -2,16 +2,11 @@
 -- region, profile, credentials and options. Pure Lua, no C module, no network.
 local config = require("ddb.config")
 local errors = require("ddb.errors")
+local R = require("support.run")
 
 -- Fake environment: getenv reading from a table.
 local function fake_env(vars)
   return function(name) return vars[name] end
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
 end
 
 -- Resolves and asserts success.
@@ -420,9 +415,9 @@ aws_secret_access_key = wrong-section-secret
     os.remove(home)
     aws = home .. "/.aws"
     assert(os.execute("mkdir -p '" .. aws .. "'"))
-    write(aws .. "/credentials", CREDENTIALS)
-    write(aws .. "/config", CONFIG)
-    write(home .. "/ca.pem", "-----BEGIN CERTIFICATE-----\n")
+    R.write_file(aws .. "/credentials", CREDENTIALS)
+    R.write_file(aws .. "/config", CONFIG)
+    R.write_file(home .. "/ca.pem", "-----BEGIN CERTIFICATE-----\n")
   end)
 
   after_each(function()
@@ -485,7 +480,7 @@ aws_secret_access_key = wrong-section-secret
   end)
 
   it("credentials: the credentials file beats the config file", function()
-    write(aws .. "/config", CONFIG .. "\n[profile credsonly]\nregion = eu-north-1\n"
+    R.write_file(aws .. "/config", CONFIG .. "\n[profile credsonly]\nregion = eu-north-1\n"
       .. "aws_access_key_id = AKIDFROMCONFIG\naws_secret_access_key = from-config-secret\n")
     local cfg = ok({ profile = "credsonly" }, env())
     assert.are.equal("AKIDCREDSONLY", cfg.credentials.access_key_id)
@@ -510,8 +505,8 @@ aws_secret_access_key = wrong-section-secret
   end)
 
   it("honours AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE", function()
-    write(home .. "/creds2", "[default]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other-secret\n")
-    write(home .. "/config2", "[default]\nregion = me-south-1\nmax_attempts: 7\n")
+    R.write_file(home .. "/creds2", "[default]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other-secret\n")
+    R.write_file(home .. "/config2", "[default]\nregion = me-south-1\nmax_attempts: 7\n")
     local cfg = ok(nil, env({ AWS_SHARED_CREDENTIALS_FILE = home .. "/creds2", AWS_CONFIG_FILE = "~/config2" }))
     assert.are.equal("AKIDOTHER", cfg.credentials.access_key_id)
     assert.are.equal("me-south-1", cfg.region)
@@ -530,8 +525,8 @@ aws_secret_access_key = wrong-section-secret
   end)
 
   it("does not open the files when everything comes from options and the environment", function()
-    write(aws .. "/config", "this line is not INI\n")
-    write(aws .. "/credentials", "neither is this\n")
+    R.write_file(aws .. "/config", "this line is not INI\n")
+    R.write_file(aws .. "/credentials", "neither is this\n")
     local cfg = ok(with(CREDS, { endpoint = "http://dynamodb.internal:8000", max_attempts = 2,
       region = "eu-west-1", ca_file = home .. "/ca.pem" }), env())
     assert.are.equal("options", cfg.credentials_source)
@@ -595,8 +590,8 @@ aws_secret_access_key = wrong-section-secret
   end)
 
   it("ca_file: opts beats AWS_CA_BUNDLE beats the profile's ca_bundle", function()
-    write(home .. "/a.pem", "a")
-    write(home .. "/b.pem", "b")
+    R.write_file(home .. "/a.pem", "a")
+    R.write_file(home .. "/b.pem", "b")
     assert.are.equal(home .. "/a.pem", ok({ ca_file = home .. "/a.pem" }, env({ AWS_CA_BUNDLE = home .. "/b.pem" }))
       .ca_file)
     assert.are.equal(home .. "/b.pem", ok(nil, env({ AWS_CA_BUNDLE = home .. "/b.pem" })).ca_file)

@@ -8,6 +8,7 @@
 -- stream are in hostile_messaging_spec.lua, the bin/ddb scripts in
 -- hostile_scripts_spec.lua.
 local moto = require("support.moto")
+local R = require("support.run")
 local H = require("support.hostile").bind(_ENV)
 local core = require("ddb.core")
 local ddb = require("ddb")
@@ -23,8 +24,8 @@ local ORLA, BRAM, FX = H.ORLA, H.BRAM, H.FX
 describe("hostile input", function()
   local ctx = H.seeded("hostile")
   local function batch(title, cases) H.batch(ctx, title, cases) end
-  local tmp = H.temp_dir()
-  teardown(function() H.remove_dir(tmp) end)
+  local tmp = R.tmpdir()
+  teardown(function() R.rmrf(tmp) end)
 
   -- ddb.client ---------------------------------------------------------------
   local E = moto.endpoint()
@@ -382,12 +383,12 @@ describe("hostile input", function()
     for _, u in ipairs(list) do
       parts[#parts + 1] = ("{ uuid = %q, handle = %q, display_name = %q }"):format(u.uuid, u.handle, u.display_name)
     end
-    return H.write_file(tmp .. "/" .. label .. ".lua", "return { " .. table.concat(parts, ", ") .. " }")
+    return R.write_file(tmp .. "/" .. label .. ".lua", "return { " .. table.concat(parts, ", ") .. " }")
   end
   local function conv_file(label, over, line)
     local conv = with({ message_group_uuid = UUID, participants = '{ "orlaquill", "bramkettle" }' }, over)
     line = line or '{ handle = "orlaquill", text = "hi" }'
-    return H.write_file(tmp .. "/" .. label .. ".lua", ("return { message_group_uuid = %q, participants = %s, "
+    return R.write_file(tmp .. "/" .. label .. ".lua", ("return { message_group_uuid = %q, participants = %s, "
       .. "lines = { %s } }"):format(conv.message_group_uuid, conv.participants, line))
   end
   local function line_file(label, text)
@@ -414,12 +415,12 @@ describe("hostile input", function()
     fixtures("a missing users file", tmp .. "/missing.lua"),
     fixtures("a directory", tmp),
     fixtures("a path with a NUL byte", USERS .. "\0.lua"),
-    fixtures("a syntax error", H.write_file(tmp .. "/syntax.lua", "return {{")),
-    fixtures("a file returning a string", H.write_file(tmp .. "/string.lua", 'return "GRP#x"')),
-    fixtures("a file that loops forever", H.write_file(tmp .. "/loop.lua", "while true do end")),
-    fixtures("a file that fills memory", H.write_file(tmp .. "/memory.lua",
+    fixtures("a syntax error", R.write_file(tmp .. "/syntax.lua", "return {{")),
+    fixtures("a file returning a string", R.write_file(tmp .. "/string.lua", 'return "GRP#x"')),
+    fixtures("a file that loops forever", R.write_file(tmp .. "/loop.lua", "while true do end")),
+    fixtures("a file that fills memory", R.write_file(tmp .. "/memory.lua",
       "local t = {} for i = 1, 1e9 do t[i] = i end return t")),
-    fixtures("bytecode", H.write_file(tmp .. "/bytecode.lua", string.dump(function() return {} end))),
+    fixtures("bytecode", R.write_file(tmp .. "/bytecode.lua", string.dump(function() return {} end))),
     fixtures("a handle GRP#x", users_file("handle", users_with({ handle = "GRP#x" }))),
     fixtures("a handle with a newline", users_file("handle-nl", users_with({ handle = "orla\nquill" }))),
     fixtures("a blank display_name", users_file("blank", users_with({ display_name = " \t " }))),

@@ -8,6 +8,7 @@
 -- sends the valid counterparts and shows they do write.
 local H = require("support.hostile").bind(_ENV)
 local moto = require("support.moto")
+local R = require("support.run")
 local core = require("ddb.core")
 local messages = require("ddb.messages")
 local model = require("ddb.model")
@@ -22,7 +23,7 @@ describe("hostile input to the messaging layer", function()
   local ctx = H.seeded("hostile-msg")
   local function batch(title, cases) H.batch(ctx, title, cases) end
   local repo, strict, good, arn
-  local tmp = H.temp_dir()
+  local tmp = R.tmpdir()
 
   -- A client that fails the case if a request is sent: validation must come first.
   local no_requests = {
@@ -46,7 +47,7 @@ describe("hostile input to the messaging layer", function()
     arn = desc.Table.LatestStreamArn
   end)
 
-  teardown(function() H.remove_dir(tmp) end)
+  teardown(function() R.rmrf(tmp) end)
 
   -- ddb.messages.new and the methods' argument types -----------------------
   local function new(client, opts)
@@ -388,7 +389,7 @@ describe("hostile input to the messaging layer", function()
       assert(os.execute("mkdir -p " .. dir))
       local path = dir .. "/" .. stream.checkpoint_name(arn)
       local content = type(text) == "function" and text(arn) or text
-      H.write_file(path, content)
+      R.write_file(path, content)
       local res, err = stream.run(ctx.client, { table = ctx.name, checkpoint_dir = dir })
       local f = assert(io.open(path, "rb"))
       assert.equal(content, f:read("a"), "the checkpoint file changed")
@@ -424,7 +425,7 @@ describe("hostile input to the messaging layer", function()
     { "a table GRP#x", FAILS(true), run({ table = "GRP#x" }) },
     { "a table that is not there", FAILS("ResourceNotFoundException"),
       run({ table = moto.table_name("hostile-none") }) },
-    { "checkpoint_dir a file", FAILS("checkpoint_io"), run({ checkpoint_dir = H.write_file(tmp .. "/a-file", "x") }) },
+    { "checkpoint_dir a file", FAILS("checkpoint_io"), run({ checkpoint_dir = R.write_file(tmp .. "/a-file", "x") }) },
     { "checkpoint 10 MB of garbage", FAILS("bad_checkpoint"), run_with_checkpoint(MB10) },
     { "checkpoint with NUL bytes", FAILS("bad_checkpoint"), run_with_checkpoint('{"version":1\0}') },
     { "checkpoint an array", FAILS("bad_checkpoint"), run_with_checkpoint("[]") },
@@ -465,7 +466,7 @@ describe("hostile input to the messaging layer", function()
   -- The valid counterparts write -----------------------------------------------------
   describe("the valid counterparts", function()
     local before
-    setup(function() before = H.snapshot(ctx.client, ctx.name) end)
+    setup(function() before = moto.snapshot(ctx.client, ctx.name) end)
 
     it("write the messages at the limits as given, and no key from a user table's extra fields", function()
       local texts = {
@@ -479,7 +480,7 @@ describe("hostile input to the messaging layer", function()
       local forged = with(ORLA, { pk = "GRP#" .. NOOR.uuid, sk = TS, message_group_uuid = UUID, message_uuid = UUID })
       written[#written + 1] = assert(repo:create_message_group(forged, with(BRAM, { pk = "PAIR#x" }), "extra fields"))
       texts[#texts + 1] = "extra fields"
-      local after = H.snapshot(ctx.client, ctx.name)
+      local after = moto.snapshot(ctx.client, ctx.name)
       assert.equal(#before + #texts, #after)
       local by_uuid = {}
       for _, row in ipairs(after) do

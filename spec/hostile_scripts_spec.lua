@@ -36,8 +36,8 @@ end
 
 describe("hostile input to the bin/ddb scripts", function()
   local ctx = H.seeded("hostile-scripts")
-  local tmp = H.temp_dir()
-  teardown(function() H.remove_dir(tmp) end)
+  local tmp = R.tmpdir()
+  teardown(function() R.rmrf(tmp) end)
 
   -- The common options, before the case's own (the last of a repeated
   -- option wins, so a hostile --table in the case is the one used).
@@ -58,7 +58,7 @@ describe("hostile input to the bin/ddb scripts", function()
     describe(title, function()
       local before, tables
       setup(function()
-        before, tables = H.snapshot(ctx.client, ctx.name), H.table_names(ctx.client)
+        before, tables = moto.snapshot(ctx.client, ctx.name), H.table_names(ctx.client)
       end)
       for _, c in ipairs(cases) do
         local script, args, code, text, opts = c[1], c[2], c[3], c[4], c[5] or {}
@@ -74,7 +74,7 @@ describe("hostile input to the bin/ddb scripts", function()
       end
       it("wrote nothing (" .. #cases .. " runs)", function()
         assert.same(tables, H.table_names(ctx.client))
-        assert.same(before, H.snapshot(ctx.client, ctx.name))
+        assert.same(before, moto.snapshot(ctx.client, ctx.name))
       end)
     end)
   end
@@ -123,7 +123,7 @@ describe("hostile input to the bin/ddb scripts", function()
   batch("every script: hostile common options", common_cases)
 
   -- The admin scripts -------------------------------------------------------
-  local function users_file(label, text) return H.write_file(tmp .. "/" .. label .. ".lua", text) end
+  local function users_file(label, text) return R.write_file(tmp .. "/" .. label .. ".lua", text) end
   local function user_list(over)
     local u = H.with(ORLA, over)
     return ("return { { uuid = %q, handle = %q, display_name = %q }, "
@@ -169,12 +169,12 @@ describe("hostile input to the bin/ddb scripts", function()
     { "stream", { "--from", "latest\n" }, 2, "--from must be trim-horizon or latest" },
     { "stream", { "--once", "--follow" }, 2, "--once and --follow exclude each other" },
     { "stream", { "--checkpoint-dir", "" }, 2, "--checkpoint-dir needs a directory" },
-    { "stream", { "--checkpoint-dir", H.write_file(tmp .. "/a-file", "x") }, 1, "checkpoint_io" },
+    { "stream", { "--checkpoint-dir", R.write_file(tmp .. "/a-file", "x") }, 1, "checkpoint_io" },
     { "stream", function()
       local dir = tmp .. "/bad-checkpoint"
       os.execute("mkdir -p " .. dir)
       local arn = assert(ctx.client:call("DescribeTable", { TableName = ctx.name })).Table.LatestStreamArn
-      H.write_file(dir .. "/" .. stream.checkpoint_name(arn), '{"version":1,"shards":"\n"}')
+      R.write_file(dir .. "/" .. stream.checkpoint_name(arn), '{"version":1,"shards":"\n"}')
       return { "--checkpoint-dir", dir }
     end, 1, "bad_checkpoint", { label = "a corrupt checkpoint" } },
     { "list-tables", { "--table", "GRP#x" }, 2, "invalid table name", { raw = true } },
@@ -250,7 +250,7 @@ describe("hostile input to the bin/ddb scripts", function()
   describe("the valid counterparts at the limits", function()
     it("create-message writes 1024 two-byte characters and 1000 emoji as given; get-conversation shows them",
       function()
-        local before = #H.snapshot(ctx.client, ctx.name)
+        local before = #moto.snapshot(ctx.client, ctx.name)
         local texts = { string.rep("ü", 1024), string.rep("\u{1F600}", 1000) }
         for _, text in ipairs(texts) do
           local code, out, err = R.script("bin/ddb/patterns/create-message",
@@ -261,7 +261,7 @@ describe("hostile input to the bin/ddb scripts", function()
           assert.equal(text, rec.message)
           assert.is_true(ids.is_timestamp(rec.created_at))
         end
-        local rows = H.snapshot(ctx.client, ctx.name)
+        local rows = moto.snapshot(ctx.client, ctx.name)
         assert.equal(before + 2, #rows)
         local found = 0
         for _, row in ipairs(rows) do

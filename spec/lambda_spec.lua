@@ -15,16 +15,10 @@ local marshal = require("ddb.marshal")
 local model = require("ddb.model")
 local schema = require("ddb.schema")
 local moto = require("support.moto")
+local R = require("support.run")
 local fault_server = require("spec.support.fault_server")
 
-local function repo_root()
-  local p = assert(io.popen("pwd"))
-  local dir = p:read("l")
-  p:close()
-  return dir
-end
-
-local ROOT = repo_root()
+local ROOT = R.cwd()
 local BOOTSTRAP = ROOT .. "/examples/lambda/bootstrap"
 local SECRET = "SECRETMARKER/lambda-spec/0123456789abcdefghijkl"
 local TOKEN = "TOKENMARKER-lambda-spec-9876543210"
@@ -34,18 +28,6 @@ local ARN = "arn:aws:lambda:us-east-1:123456789012:function:cruddur-stream"
 local function now_ms()
   local s, us = core.now()
   return s * 1000 + us // 1000
-end
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  os.remove(path)
-  return s
 end
 
 describe("core.http_client", function()
@@ -280,14 +262,8 @@ describe("examples/lambda/bootstrap", function()
     }
     if opts.handler then env[#env + 1] = "_HANDLER=" .. opts.handler end
     if opts.max then env[#env + 1] = "DDB_LAMBDA_MAX_INVOCATIONS=" .. opts.max end
-    local out, err = os.tmpname(), os.tmpname()
-    local parts = { "timeout -k 5 60 env -i" }
-    for _, e in ipairs(env) do parts[#parts + 1] = quote(e) end
-    parts[#parts + 1] = quote(BOOTSTRAP)
-    local cmd = table.concat(parts, " ") .. " </dev/null >" .. quote(out) .. " 2>" .. quote(err)
-    local _, how, code = os.execute(cmd)
+    local how, code, stdout, stderr = R.capture(R.command(BOOTSTRAP, {}, { clean = "env -i", env = env }))
     assert.equal("exit", how)
-    local stdout, stderr = slurp(out), slurp(err)
     local log = srv:log()
     -- never a credential: not on stdout/stderr, not in any request to the Runtime API
     for _, secret in ipairs({ SECRET, TOKEN }) do
@@ -336,9 +312,7 @@ describe("examples/lambda/bootstrap", function()
   local BASE = ids.parse_timestamp("2026-03-01T12:00:00.000000+00:00")
   local function at(i) return ids.timestamp(BASE + i, 0) end
 
-  local function put(row)
-    assert(client:call("PutItem", { TableName = name, Item = marshal.item(row) }))
-  end
+  local function put(row) moto.put(client, name, row) end
 
   local function seed_group()
     local g = ids.uuid()
@@ -356,14 +330,10 @@ describe("examples/lambda/bootstrap", function()
   -- { [owner pk] = { sk, message } } of g's group rows.
   local function group_rows(g)
     local out, n = {}, 0
-    for page, err in client:pages("Scan", { TableName = name, ConsistentRead = true }) do
-      assert(page, tostring(err))
-      for _, item in ipairs(page.Items) do
-        local r = marshal.unitem(item)
-        if r.message_group_uuid == g and r.pk:sub(1, 4) == "GRP#" then
-          out[r.pk] = { r.sk, r.message }
-          n = n + 1
-        end
+    for _, r in ipairs(moto.scan(client, name)) do
+      if r.message_group_uuid == g and r.pk:sub(1, 4) == "GRP#" then
+        out[r.pk] = { r.sk, r.message }
+        n = n + 1
       end
     end
     return out, n

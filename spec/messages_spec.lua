@@ -4,7 +4,6 @@ local moto = require("support.moto")
 local fault_server = require("spec.support.fault_server")
 local cjson = require("cjson")
 local ids = require("ddb.ids")
-local marshal = require("ddb.marshal")
 local messages = require("ddb.messages")
 local model = require("ddb.model")
 local schema = require("ddb.schema")
@@ -19,23 +18,9 @@ local function new_table(client, prefix)
   return name
 end
 
-local function put(client, name, row)
-  assert(client:call("PutItem", { TableName = name, Item = marshal.item(row) }))
-end
-
--- All items of the table as plain rows.
-local function scan(client, name)
-  local rows = {}
-  for page, err in client:pages("Scan", { TableName = name, ConsistentRead = true }) do
-    assert(page, tostring(err))
-    for _, item in ipairs(page.Items) do rows[#rows + 1] = marshal.unitem(item) end
-  end
-  return rows
-end
-
 local function rows_with_prefix(client, name, prefix)
   local out = {}
-  for _, r in ipairs(scan(client, name)) do
+  for _, r in ipairs(moto.scan(client, name)) do
     if r.pk:sub(1, #prefix) == prefix then out[#out + 1] = r end
   end
   table.sort(out, function(a, b) return a.pk .. a.sk < b.pk .. b.sk end)
@@ -46,9 +31,9 @@ end
 -- row unless `legacy`), as the seed does; no messages.
 local function seed_group(client, name, a, b, sk, text, legacy)
   local g = ids.uuid()
-  put(client, name, model.group_row(a, b, g, sk, text or "last"))
-  put(client, name, model.group_row(b, a, g, sk, text or "last"))
-  if not legacy then put(client, name, model.pair_row(a.uuid, b.uuid, g, sk)) end
+  moto.put(client, name, model.group_row(a, b, g, sk, text or "last"))
+  moto.put(client, name, model.group_row(b, a, g, sk, text or "last"))
+  if not legacy then moto.put(client, name, model.pair_row(a.uuid, b.uuid, g, sk)) end
   return g
 end
 
@@ -110,7 +95,7 @@ describe("ddb.messages", function()
       group = seed_group(client, name, ORLA, BRAM, at(2024, 7), "message 7")
       for i = 1, 7 do
         local sender = i % 2 == 1 and ORLA or BRAM
-        put(client, name, model.message_row(group, at(2024, i), ids.uuid(), sender, "message " .. i))
+        moto.put(client, name, model.message_row(group, at(2024, i), ids.uuid(), sender, "message " .. i))
       end
     end)
 
@@ -170,15 +155,15 @@ describe("ddb.messages", function()
 
     it("lists messages from any year (no begins_with on the year)", function()
       local old = seed_group(client, name, ORLA, NOOR, at(2019, 2))
-      put(client, name, model.message_row(old, at(2019, 1), ids.uuid(), NOOR, "from 2019"))
-      put(client, name, model.message_row(old, at(2019, 2), ids.uuid(), ORLA, "reply from 2019"))
+      moto.put(client, name, model.message_row(old, at(2019, 1), ids.uuid(), NOOR, "from 2019"))
+      moto.put(client, name, model.message_row(old, at(2019, 2), ids.uuid(), ORLA, "reply from 2019"))
       local records = assert(repo:list_messages(old, NOOR.uuid))
       assert.same({ "from 2019", "reply from 2019" }, { records[1].message, records[2].message })
     end)
 
     it("returns the newest 40 by default", function()
       local g = seed_group(client, name, BRAM, NOOR, at(2025, 45))
-      for i = 1, 45 do put(client, name, model.message_row(g, at(2025, i), ids.uuid(), BRAM, "n" .. i)) end
+      for i = 1, 45 do moto.put(client, name, model.message_row(g, at(2025, i), ids.uuid(), BRAM, "n" .. i)) end
       local records, cursor = repo:list_messages(g, NOOR.uuid)
       assert.equal(40, #records)
       assert.equal("n6", records[1].message)
@@ -378,13 +363,13 @@ describe("ddb.messages", function()
     end)
 
     it("writes the message row (only) and returns its record", function()
-      local before = #scan(client, name)
+      local before = #moto.scan(client, name)
       local record = assert(repo:create_message(group, BRAM, "Ünïcode ✓ \"quoted\", fine"))
       assert.is_true(ids.is_uuid(record.uuid))
       assert.is_true(ids.is_timestamp(record.created_at))
       assert.same({ group, "Bram Kettleworth", "bramkettle", BRAM.uuid, "Ünïcode ✓ \"quoted\", fine" },
         { record.message_group_uuid, record.display_name, record.handle, record.user_uuid, record.message })
-      assert.equal(before + 1, #scan(client, name))
+      assert.equal(before + 1, #moto.scan(client, name))
       local got = assert(client:call("GetItem", { TableName = name, ConsistentRead = true,
         Key = { pk = { S = "MSG#" .. group }, sk = { S = record.created_at } } }))
       assert.equal(record.uuid, got.Item.message_uuid.S)
@@ -418,23 +403,23 @@ describe("ddb.messages", function()
       local g = seed_group(client, name, ORLA, BRAM, t)
       local s = t
       for _ = 1, messages.MAX_TIME_COLLISIONS do
-        put(client, name, model.message_row(g, s, ids.uuid(), ORLA, "taken"))
+        moto.put(client, name, model.message_row(g, s, ids.uuid(), ORLA, "taken"))
         s = ids.after(s)
       end
-      local before = #scan(client, name)
+      local before = #moto.scan(client, name)
       local r = messages.new(client, { table = name, now = frozen(t) })
       local res, err = r:create_message(g, BRAM, "no room")
       assert.is_nil(res)
       assert.equal("time_collision", err.code)
-      assert.equal(before, #scan(client, name))
+      assert.equal(before, #moto.scan(client, name))
     end)
 
     it("refuses a sender who is not a participant (forbidden) and writes nothing", function()
-      local before = #scan(client, name)
+      local before = #moto.scan(client, name)
       local res, err = repo:create_message(group, NOOR, "let me in")
       assert.is_nil(res)
       assert.equal("forbidden", err.code)
-      assert.equal(before, #scan(client, name))
+      assert.equal(before, #moto.scan(client, name))
     end)
 
     it("a retried put of the same message is idempotent (one row)", function()
@@ -540,7 +525,7 @@ describe("ddb.messages", function()
 
     for _, case in ipairs(cases) do
       it(case[1] .. " -> " .. case[3] .. ", and nothing is sent or written", function()
-        local before = scan(client, name)
+        local before = moto.scan(client, name)
         local n_ops = #c.ops
         local res, err = case[2](group)
         assert.is_nil(res)
@@ -548,7 +533,7 @@ describe("ddb.messages", function()
         assert.is_string(err.message)
         assert.is_nil(err.message:find("\n"))
         assert.equal(n_ops, #c.ops) -- rejected before any request
-        assert.same(before, scan(client, name))
+        assert.same(before, moto.scan(client, name))
       end)
     end
 
@@ -580,7 +565,7 @@ describe("ddb.messages", function()
       local g = record.message_group_uuid
       assert.is_true(ids.is_uuid(g))
       assert.same({ "Hello Bram", "orlaquill", ORLA.uuid }, { record.message, record.handle, record.user_uuid })
-      local rows = scan(client, name)
+      local rows = moto.scan(client, name)
       assert.equal(4, #rows)
       local orla = assert(repo:list_message_groups(ORLA.uuid))
       local bram = assert(repo:list_message_groups(BRAM.uuid))
@@ -629,9 +614,9 @@ describe("ddb.messages", function()
       local r = messages.new(c, { table = name })
       function c.call(_, op, params)
         if op == "PutItem" and params.Item.pk.S:find("^PAIR#") then
-          put(client, name, model.pair_row(ORLA.uuid, BRAM.uuid, other, at(2023, 2)))
-          put(client, name, model.group_row(ORLA, BRAM, other, at(2023, 2), "x"))
-          put(client, name, model.group_row(BRAM, ORLA, other, at(2023, 2), "x"))
+          moto.put(client, name, model.pair_row(ORLA.uuid, BRAM.uuid, other, at(2023, 2)))
+          moto.put(client, name, model.group_row(ORLA, BRAM, other, at(2023, 2), "x"))
+          moto.put(client, name, model.group_row(BRAM, ORLA, other, at(2023, 2), "x"))
         end
         return client:call(op, params)
       end

@@ -2,55 +2,20 @@
 -- as subprocesses against the emulator: exit codes, --help, --json, one-line
 -- failures on stderr.
 local moto = require("support.moto")
+local R = require("support.run")
 local fault_server = require("spec.support.fault_server")
 local seed = require("ddb.seed")
 local cjson = require("cjson")
-local socket = require("socket")
 
 local SCRIPTS = { "schema-load", "drop", "list-tables", "scan", "seed" }
-
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_all(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function cwd()
-  local p = assert(io.popen("pwd"))
-  local dir = p:read("l")
-  p:close()
-  return dir
-end
-
--- The environment the scripts see: no LUA_PATH/LUA_CPATH (their bootstrap
--- must find the checkout), no endpoint or table from the environment.
-local CLEAN_ENV = "env -u LUA_PATH -u LUA_CPATH -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u DDB_TABLE"
-  .. " -u DDB_USERS_FILE -u AWS_PROFILE"
 
 -- Runs a script; returns exit code, stdout, stderr.
 -- opts: `env` (list of "NAME=value"), `stdin` (path, default /dev/null),
 -- `script` (path, default bin/ddb/<name> relative to the repo root), `cd` (directory).
 local function run(name, args, opts)
   opts = opts or {}
-  local out, err = os.tmpname(), os.tmpname()
-  local parts = { CLEAN_ENV }
-  for _, e in ipairs(opts.env or {}) do parts[#parts + 1] = sh_quote(e) end
-  parts[#parts + 1] = sh_quote(opts.script or ("bin/ddb/" .. name))
-  for _, a in ipairs(args or {}) do parts[#parts + 1] = sh_quote(a) end
-  local cmd = table.concat(parts, " ") .. " <" .. sh_quote(opts.stdin or "/dev/null")
-    .. " >" .. sh_quote(out) .. " 2>" .. sh_quote(err)
-  if opts.cd then cmd = "cd " .. sh_quote(opts.cd) .. " && " .. cmd end
-  local _, how, code = os.execute(cmd)
-  local stdout, stderr = read_all(out), read_all(err)
-  os.remove(out)
-  os.remove(err)
-  assert(how == "exit", "killed by signal " .. tostring(code))
-  return code, stdout, stderr
+  return R.script(opts.script or ("bin/ddb/" .. name), args,
+    { env = opts.env, stdin = opts.stdin, cd = opts.cd, timeout = false })
 end
 
 local function assert_one_line(s, pattern)
@@ -68,14 +33,6 @@ end
 local function contains(list, x)
   for _, v in ipairs(list) do if v == x then return true end end
   return false
-end
-
--- A loopback port nobody listens on.
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
 end
 
 describe("bin/ddb scripts", function()
@@ -105,7 +62,7 @@ describe("bin/ddb scripts", function()
   end)
 
   it("fail with one line and exit 1 when nothing listens at the endpoint", function()
-    local url = "http://127.0.0.1:" .. closed_port()
+    local url = "http://127.0.0.1:" .. fault_server.closed_port()
     for _, name in ipairs({ "list-tables", "scan", "seed", "schema-load", "drop" }) do
       local code, out, err = run(name, { "--endpoint", url, "--table", "tbl" })
       assert.equal(1, code, name)
@@ -117,7 +74,7 @@ describe("bin/ddb scripts", function()
 
   it("run from another directory through an absolute path", function()
     local code, out, err = run("list-tables", { "--endpoint", moto.endpoint(), "--json" },
-      { script = cwd() .. "/bin/ddb/list-tables", cd = "/" })
+      { script = R.cwd() .. "/bin/ddb/list-tables", cd = "/" })
     assert.equal(0, code, err)
     assert.is_table(json(out))
   end)

@@ -1,6 +1,7 @@
 -- bin/ddb/patterns/* run as subprocesses against moto, the way a developer
 -- runs them from a checkout (no LUA_PATH needed).
 local moto = require("support.moto")
+local R = require("support.run")
 local cjson = require("cjson")
 local ids = require("ddb.ids")
 local marshal = require("ddb.marshal")
@@ -13,40 +14,14 @@ local NOOR = { uuid = "ba5b23d2-6505-418b-b44c-4be1a7915535", handle = "noorhal"
 
 local SCRIPTS = { "list-conversations", "get-conversation", "create-message", "create-conversation" }
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  os.remove(path)
-  return s
-end
-
 -- Runs a pattern script with `args`; returns exit code, stdout, stderr.
--- `opts.cwd` runs it from elsewhere (by absolute path).
+-- `opts.cwd` runs it from elsewhere (by absolute path). Of the environment
+-- only the module paths are dropped.
 local function run(script, args, opts)
   opts = opts or {}
-  local out, err = os.tmpname(), os.tmpname()
   local path = "bin/ddb/patterns/" .. script
-  local parts = { "env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4" }
-  if opts.cwd then
-    local pwd = assert(io.popen("pwd")):read("l")
-    path = pwd .. "/" .. path
-    parts = { "cd " .. q(opts.cwd) .. " &&", parts[1] }
-  end
-  parts[#parts + 1] = q(path)
-  for _, a in ipairs(args) do parts[#parts + 1] = q(a) end
-  local _, _, code = os.execute(table.concat(parts, " ") .. " >" .. q(out) .. " 2>" .. q(err) .. " </dev/null")
-  return code, slurp(out), slurp(err)
-end
-
-local function lines(s)
-  local out = {}
-  for l in s:gmatch("([^\n]*)\n") do out[#out + 1] = l end
-  return out
+  if opts.cwd then path = R.cwd() .. "/" .. path end
+  return R.script(path, args, { clean = R.NO_LUA_PATH, timeout = false, cd = opts.cwd })
 end
 
 local function keys(t)
@@ -65,7 +40,7 @@ end
 local function assert_fails(script, code, out, err, pattern)
   assert.equal(1, code, err)
   assert.equal("", out)
-  local l = lines(err)
+  local l = R.whole_lines(err)
   assert.equal(1, #l, err)
   assert.equal(err, l[1] .. "\n")
   assert.is_truthy(l[1]:find("^" .. script:gsub("%-", "%%-") .. ": "), err)
@@ -121,7 +96,7 @@ describe("bin/ddb/patterns scripts", function()
       local code, out, err = run(script, { "--bogus" })
       assert.equal(2, code)
       assert.equal("", out)
-      assert.equal(1, #lines(err))
+      assert.equal(1, #R.whole_lines(err))
       assert.is_truthy(err:find("unknown option %-%-bogus"))
     end
   end)
@@ -131,7 +106,7 @@ describe("bin/ddb/patterns scripts", function()
       local code, out, err = run("list-conversations", { "--user", "orlaquill", table.unpack(common) })
       assert.equal(0, code, err)
       assert.equal("", err)
-      local l = lines(out)
+      local l = R.whole_lines(out)
       assert.equal(3, #l)
       assert.is_truthy(l[1]:find("^last message +with +handle +group +message$"), l[1])
       assert.is_truthy(l[2]:find("^2024%-03%-01 12:01  Bram Kettleworth  bramkettle  " .. bram_group:gsub("%-", "%%-")
@@ -191,7 +166,7 @@ describe("bin/ddb/patterns scripts", function()
         times[2] .. "  Bram Kettleworth: Line two, with \"quotes\" and ünïcode",
         times[3] .. "  Orla Quillfeather: Line three",
         times[4] .. "  Bram Kettleworth: Line four",
-      }, lines(out))
+      }, R.whole_lines(out))
     end)
 
     it("--group picks the conversation and --limit keeps the newest N", function()
@@ -199,10 +174,10 @@ describe("bin/ddb/patterns scripts", function()
         "--limit", "2", table.unpack(common) })
       assert.equal(0, code, err)
       assert.same({ times[3] .. "  Orla Quillfeather: Line three", times[4] .. "  Bram Kettleworth: Line four" },
-        lines(out))
+        R.whole_lines(out))
       code, out, err = run("get-conversation", { "--user", "noorhal", "--group", noor_group, table.unpack(common) })
       assert.equal(0, code, err)
-      assert.same({ "2019-06-01 08:30  Noor Halvorsen: Long time no see" }, lines(out))
+      assert.same({ "2019-06-01 08:30  Noor Halvorsen: Long time no see" }, R.whole_lines(out))
     end)
 
     it("--json prints the messages oldest first as {uuid, display_name, handle, message, created_at}", function()
@@ -232,7 +207,7 @@ describe("bin/ddb/patterns scripts", function()
       code, out, err = run("get-conversation", { "--user", "orlaquill", "--limit", "0", table.unpack(common) })
       assert.equal(2, code)
       assert.equal("", out)
-      assert.equal(1, #lines(err))
+      assert.equal(1, #R.whole_lines(err))
     end)
 
     it("fails with one line for a user without conversations", function()
@@ -249,7 +224,7 @@ describe("bin/ddb/patterns scripts", function()
       local code, out, err = run("get-conversation", { "--user", "orlaquill", "--limit", "1", table.unpack(common) },
         { cwd = "/" })
       assert.equal(0, code, err)
-      assert.same({ times[4] .. "  Bram Kettleworth: Line four" }, lines(out))
+      assert.same({ times[4] .. "  Bram Kettleworth: Line four" }, R.whole_lines(out))
     end)
   end)
 
@@ -322,7 +297,7 @@ describe("bin/ddb/patterns scripts", function()
       code, out = run("get-conversation", { "--user", "noorhal", "--group", first.message_group_uuid,
         table.unpack(common) })
       assert.equal(0, code)
-      local l = lines(out)
+      local l = R.whole_lines(out)
       assert.equal(2, #l)
       assert.is_truthy(l[1]:find("  Bram Kettleworth: Hi Noor$"))
       assert.is_truthy(l[2]:find("  Noor Halvorsen: Hi Bram$"))

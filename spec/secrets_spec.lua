@@ -11,9 +11,9 @@
 local ddb = require("ddb")
 local core = require("ddb.core")
 local config = require("ddb.config")
-local socket = require("socket")
 local fault_server = require("spec.support.fault_server")
 local tls_server = require("spec.support.tls_server")
+local R = require("support.run")
 
 local function hex(n)
   return (core.random_bytes(n):gsub(".", function(c) return ("%02x"):format(c:byte()) end))
@@ -22,23 +22,6 @@ end
 local AKID = "AKIDMARK" .. hex(6):upper()
 local SECRET = "secret+Mark/" .. hex(16)
 local TOKEN = "tokenMark" .. hex(24)
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
 
 -- Every string reachable from v: tostring of each value, table keys and
 -- values, metatables, and the user values of userdata.
@@ -82,36 +65,18 @@ local function assert_clean(v, what)
   end
 end
 
--- A loopback port nobody listens on.
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
 -- Runs a Lua chunk in a fresh lua5.4 with this run's module paths and the
 -- given environment (a list of "NAME=value"); returns exit code, stdout, stderr.
 local function run_lua(code, env)
-  local script, out, err = os.tmpname(), os.tmpname(), os.tmpname()
-  write_file(script, code)
+  local script = R.write_file(os.tmpname(), code)
   local parts = { "env -u DDB_DEBUG -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN",
     "-u AWS_PROFILE -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB",
-    q("LUA_PATH=" .. package.path), q("LUA_CPATH=" .. package.cpath) }
-  for _, e in ipairs(env or {}) do parts[#parts + 1] = q(e) end
-  parts[#parts + 1] = "timeout 60 lua5.4 " .. q(script) .. " </dev/null >" .. q(out) .. " 2>" .. q(err)
-  local _, _, rc = os.execute(table.concat(parts, " "))
-  local o, e = read_file(out), read_file(err)
+    R.quote("LUA_PATH=" .. package.path), R.quote("LUA_CPATH=" .. package.cpath) }
+  for _, e in ipairs(env or {}) do parts[#parts + 1] = R.quote(e) end
+  parts[#parts + 1] = "timeout 60 lua5.4 " .. R.quote(script) .. " </dev/null"
+  local _, rc, o, e = R.capture(table.concat(parts, " "))
   os.remove(script)
-  os.remove(out)
-  os.remove(err)
   return rc, o, e
-end
-
-local function lines_of(s)
-  local t = {}
-  for l in s:gmatch("([^\n]*)\n") do t[#t + 1] = l end
-  return t
 end
 
 describe("secrets", function()
@@ -236,7 +201,7 @@ describe("secrets", function()
       local rc, out, err = run_lua(code, env("DDB_DEBUG=1"))
       assert.equal(0, rc, err)
       assert.equal("stderr\n", out)
-      local lines = lines_of(err)
+      local lines = R.whole_lines(err)
       assert.equal(2, #lines, err)
       assert.matches("^ddb: request POST .*%[X%-Amz%-Security%-Token: <redacted>%] %[Authorization: <redacted>%]",
         lines[1])
@@ -248,7 +213,7 @@ describe("secrets", function()
       rc, out, err = run_lua(code, env("DDB_DEBUG=body"))
       assert.equal(0, rc, err)
       assert.equal("stderr\n", out)
-      lines = lines_of(err)
+      lines = R.whole_lines(err)
       assert.equal(2, #lines, err)
       assert.matches(' body: {"Limit":3}$', lines[1])
       assert.matches(' body: {"TableNames":%["stderr"%]}$', lines[2])
@@ -332,7 +297,7 @@ describe("secrets", function()
 
     it("of a closed port (TransportError) and of unencodable params (SerializationError) are clean", function()
       local lines = {}
-      local c = assert(ddb.client({ endpoint = "http://127.0.0.1:" .. closed_port(), access_key_id = AKID,
+      local c = assert(ddb.client({ endpoint = "http://127.0.0.1:" .. fault_server.closed_port(), access_key_id = AKID,
         secret_access_key = SECRET, session_token = TOKEN, max_attempts = 1,
         debug = function(l) lines[#lines + 1] = l end }))
       local _, err = c:call("ListTables", {})
@@ -382,12 +347,12 @@ describe("secrets", function()
         cfg_err({}, { AWS_ENDPOINT_URL = "http://u:" .. SECRET .. "@localhost:8000" }),
       }
       -- shared files: a secret with no key id, and a parse error right after a secret
-      write_file(dir, "[default]\naws_secret_access_key = " .. SECRET .. "\naws_session_token = " .. TOKEN .. "\n")
+      R.write_file(dir, "[default]\naws_secret_access_key = " .. SECRET .. "\naws_session_token = " .. TOKEN .. "\n")
       cases[#cases + 1] = cfg_err({ region = "us-east-1" }, { AWS_SHARED_CREDENTIALS_FILE = dir })
-      write_file(dir, "[default]\naws_access_key_id = " .. AKID .. "\naws_secret_access_key = " .. SECRET
+      R.write_file(dir, "[default]\naws_access_key_id = " .. AKID .. "\naws_secret_access_key = " .. SECRET
         .. "\n" .. TOKEN .. "\n")
       cases[#cases + 1] = cfg_err({ region = "us-east-1" }, { AWS_SHARED_CREDENTIALS_FILE = dir })
-      write_file(dir, "[profile p]\naws_access_key_id = " .. AKID .. "\naws_secret_access_key = " .. SECRET
+      R.write_file(dir, "[profile p]\naws_access_key_id = " .. AKID .. "\naws_secret_access_key = " .. SECRET
         .. "\naws_session_token = " .. TOKEN .. "\nregion = not a region!\n")
       cases[#cases + 1] = cfg_err({ profile = "p" },
         { AWS_CONFIG_FILE = dir, AWS_SHARED_CREDENTIALS_FILE = dir .. ".none" })

@@ -17,16 +17,6 @@ local function write_temp(text)
   return path
 end
 
--- Every item of the table, unmarshalled.
-local function scan_all(client, name)
-  local items = {}
-  for page, err in client:pages("Scan", { TableName = name, ConsistentRead = true }) do
-    assert(page, tostring(err))
-    for _, av in ipairs(page.Items) do items[#items + 1] = marshal.unitem(av) end
-  end
-  return items
-end
-
 local function by_kind(items)
   local out = { MSG = {}, GRP = {}, PAIR = {}, other = {} }
   for _, it in ipairs(items) do
@@ -187,7 +177,7 @@ describe("seed.run against moto", function()
     assert.same({ messages = n, groups = 2, pairs = 1, retries = 0, removed = 0, table = name,
       requests = math.ceil((n + 3) / 25), message_group_uuid = fx.message_group_uuid }, summary)
 
-    local items = scan_all(client, name)
+    local items = moto.scan(client, name)
     assert.equal(n + 3, #items)
     local k = by_kind(items)
     assert.equal(n, #k.MSG)
@@ -254,10 +244,10 @@ describe("seed.run against moto", function()
     local n = #fx.lines
     local t1, t2 = 1700000000, 1700000000 + 7 * 86400
     assert(seed.run(client, { table = name, now = t1 }))
-    local before = by_kind(scan_all(client, name))
+    local before = by_kind(moto.scan(client, name))
     local again = assert(seed.run(client, { table = name, now = t2 }))
     assert.equal(n + 2, again.removed) -- n messages and two group rows at other times
-    local after = by_kind(scan_all(client, name))
+    local after = by_kind(moto.scan(client, name))
     assert.equal(n, #after.MSG)
     assert.equal(2, #after.GRP)
     assert.equal(1, #after.PAIR)
@@ -270,14 +260,14 @@ describe("seed.run against moto", function()
     -- an hour later: the times overlap the previous seed's; still one row per line
     local third = assert(seed.run(client, { table = name, now = t2 + 3600 }))
     assert.equal(60 + 2, third.removed) -- the first 60 minutes of the last seed, and the group rows
-    local k = by_kind(scan_all(client, name))
+    local k = by_kind(moto.scan(client, name))
     assert.equal(n, #k.MSG)
     for i = 1, n do assert.equal(fx.lines[i].text, k.MSG[i].message) end
 
     -- the same time again: everything overwritten in place, nothing to remove
     local fourth = assert(seed.run(client, { table = name, now = t2 + 3600 }))
     assert.equal(0, fourth.removed)
-    assert.equal(n + 3, #scan_all(client, name))
+    assert.equal(n + 3, #moto.scan(client, name))
   end)
 
   it("leaves messages the application wrote into the group alone", function()
@@ -287,7 +277,7 @@ describe("seed.run against moto", function()
     assert(client:call("PutItem", { TableName = name, Item = marshal.item(own) }))
     assert(seed.run(client, { table = name }))
     assert(seed.run(client, { table = name }))
-    local items = scan_all(client, name)
+    local items = moto.scan(client, name)
     assert.equal(#fx.lines + 4, #items)
     local found = false
     for _, it in ipairs(items) do found = found or it.message_uuid == own.message_uuid end
@@ -369,8 +359,8 @@ describe("seed.run against moto", function()
       -- the retry carried the 25 unprocessed items
       local retry_body = cjson.decode(srv:log()[5].body)
       assert.equal(25, #retry_body.RequestItems[name])
-      assert.equal(#fx.lines + 3, #scan_all(client, name))
-      local items = by_kind(scan_all(client, name))
+      assert.equal(#fx.lines + 3, #moto.scan(client, name))
+      local items = by_kind(moto.scan(client, name))
       for i = 1, #fx.lines do assert.equal(fx.lines[i].text, items.MSG[i].message) end
     end)
 
@@ -391,7 +381,7 @@ describe("seed.run against moto", function()
       assert.same(want, sent)
       -- in the table: the five retried ones, not the twenty the fake response claimed
       local present = {}
-      for _, it in ipairs(scan_all(client, name)) do present[key_of(it)] = true end
+      for _, it in ipairs(moto.scan(client, name)) do present[key_of(it)] = true end
       for i, r in ipairs(batch) do
         local key = key_of(marshal.unitem(r.PutRequest.Item))
         assert.equal(i >= 3 and i <= 7, present[key] == true, key)

@@ -3,16 +3,9 @@
 -- Lua API contract: argument checking, derived-key cache, secrets.
 local core = require "ddb.core"
 local cjson = require "cjson"
+local R = require "support.run"
 
 local SUITE = "../shared/sigv4-suite"
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- Parses an HTTP/1.1 request as written in the suite: request line, header
 -- lines (a line starting with whitespace continues the previous value, a name
@@ -133,7 +126,7 @@ describe("sigv4 fixed vectors", function()
   end)
 end)
 
-local suite_present = read_file(SUITE .. "/README.md") ~= nil
+local suite_present = R.read_file(SUITE .. "/README.md") ~= nil
 if suite_present then
   describe("sigv4 test suite (" .. SUITE .. ")", function()
     local cases = list_cases()
@@ -145,8 +138,8 @@ if suite_present then
     for _, name in ipairs(cases) do
       it(name, function()
         local dir = SUITE .. "/" .. name .. "/"
-        local ctx = cjson.decode(read_file(dir .. "context.json"))
-        local req = parse_request(read_file(dir .. "request.txt"))
+        local ctx = cjson.decode(R.read_file(dir .. "context.json"))
+        local req = parse_request(R.read_file(dir .. "request.txt"))
         local token = ctx.credentials.token
         if ctx.omit_session_token then token = nil end
         local out = core.sign({
@@ -158,11 +151,11 @@ if suite_present then
           timestamp = ctx.timestamp:gsub("[-:]", ""),
           normalize_path = ctx.normalize, sign_body = ctx.sign_body,
         })
-        assert.are.equal(read_file(dir .. "header-canonical-request.txt"), out.canonical_request)
-        assert.are.equal(read_file(dir .. "header-string-to-sign.txt"), out.string_to_sign)
-        assert.are.equal(read_file(dir .. "header-signature.txt"), out.signature)
+        assert.are.equal(R.read_file(dir .. "header-canonical-request.txt"), out.canonical_request)
+        assert.are.equal(R.read_file(dir .. "header-string-to-sign.txt"), out.string_to_sign)
+        assert.are.equal(R.read_file(dir .. "header-signature.txt"), out.signature)
 
-        local signed = parse_request(read_file(dir .. "header-signed-request.txt"))
+        local signed = parse_request(R.read_file(dir .. "header-signed-request.txt"))
         assert.are.equal(find_header(signed.headers, "authorization"), out.authorization)
         -- the request as sent: its own headers plus those sign returned (plus
         -- the token, added unsigned after signing, for the omit_session_token case)

@@ -44,6 +44,7 @@ local model = require("ddb.model")
 local schema = require("ddb.schema")
 local stream = require("ddb.stream")
 local moto = require("support.moto")
+local R = require("support.run")
 local script = require("support.stream_script")
 
 local function env_int(name)
@@ -77,26 +78,9 @@ local function prng(seed)
   end
 end
 
-local function read_all(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir " .. script.quote(p)))
-  return p
-end
-
+-- The names in a directory, sorted.
 local function ls(path)
-  local p = assert(io.popen("ls -A " .. script.quote(path)))
-  local names = {}
-  for l in p:lines() do names[#names + 1] = l end
-  p:close()
+  local names = R.ls(path)
   table.sort(names)
   return names
 end
@@ -132,13 +116,13 @@ describe("bin/ddb/stream under SIGKILL", function()
     local rand = prng(SEED)
     local name = moto.table_name("crash")
     assert(schema.load(client, { table = name }))
-    local dir = tmpdir()
+    local dir = R.tmpdir()
     local out = os.tmpname()
     local proc
     finally(function()
       if proc then proc:kill() end
       os.remove(out)
-      os.execute("rm -rf " .. script.quote(dir))
+      R.rmrf(dir)
       schema.drop(client, { table = name })
     end)
     local function why(msg) return ("%s (seed %d)"):format(msg, SEED) end
@@ -167,7 +151,7 @@ describe("bin/ddb/stream under SIGKILL", function()
     -- The checkpoint file as a killed runner left it: absent, or whole and
     -- valid. Returns its one shard's sequence number (nil without a file).
     local function check_checkpoint(when)
-      local text = read_all(cp_path)
+      local text = R.read_file(cp_path)
       if text == nil then return nil end
       assert(text:sub(-1) == "\n", why(when .. ": the checkpoint is not a whole file: " .. text))
       local ok, doc = pcall(cjson.decode, text)
@@ -313,8 +297,8 @@ describe("bin/ddb/stream under SIGKILL", function()
       if not startup then
         -- the delay counts from the moment the runner is up (its first line)
         local deadline = t0 + 30000
-        while not (read_all(out) or ""):find("following the stream", 1, true) do
-          assert(core.monotonic_ms() < deadline, why("the runner did not start: " .. tostring(read_all(out))))
+        while not (R.read_file(out) or ""):find("following the stream", 1, true) do
+          assert(core.monotonic_ms() < deadline, why("the runner did not start: " .. tostring(R.read_file(out))))
           core.sleep_ms(2)
         end
         t0 = core.monotonic_ms()
@@ -327,7 +311,7 @@ describe("bin/ddb/stream under SIGKILL", function()
       local left = t0 + delay - core.monotonic_ms()
       if left > 0 then core.sleep_ms(left) end
       local how, code = proc:kill()
-      local output = read_all(out) or ""
+      local output = R.read_file(out) or ""
       -- it was still running: it had not failed and stopped by itself
       assert(how == "signal" and code == 9, why(("kill %d: the runner had ended by itself (%s %s): %s"):format(
         k, tostring(how), tostring(code), output)))
@@ -362,11 +346,9 @@ describe("bin/ddb/stream under SIGKILL", function()
       -- live with.
       if seq and not planted then
         planted = cp_path .. ".00000000c0ffee00.tmp"
-        local text = read_all(cp_path)
-        local f = assert(io.open(planted, "wb"))
-        assert(f:write(text:sub(1, #text // 2)))
-        assert(f:close())
-        planted_text = read_all(planted)
+        local text = R.read_file(cp_path)
+        R.write_file(planted, text:sub(1, #text // 2))
+        planted_text = R.read_file(planted)
         tmp_count = tmp_count + 1
       end
     end
@@ -392,15 +374,11 @@ describe("bin/ddb/stream under SIGKILL", function()
     local final_seq = check_checkpoint("after the drain")
     assert.truthy(final_seq, why("no checkpoint after the drain"))
     assert.same(tmps_before, temp_files("after the drain"))
-    assert.equal(planted_text, read_all(planted), why("the planted temporary file was changed"))
+    assert.equal(planted_text, R.read_file(planted), why("the planted temporary file was changed"))
 
     -- The table: everything written, once; one row per participant and group
     -- at its newest message; the pair rows; nothing else.
-    local rows = {}
-    for page, err in client:pages("Scan", { TableName = name, ConsistentRead = true }) do
-      assert(page, tostring(err))
-      for _, item in ipairs(page.Items) do rows[#rows + 1] = marshal.unitem(item) end
-    end
+    local rows = moto.scan(client, name)
     local msg_rows, group_rows, pair_rows = {}, {}, {}
     for _, r in ipairs(rows) do
       if r.pk:match("^MSG#") then
@@ -486,9 +464,9 @@ describe("bin/ddb/stream under SIGKILL", function()
     assert.equal(final_seq, check_checkpoint("after a run with nothing to do"))
 
     -- A fresh runner over the whole stream (all the replays) moves nothing.
-    local fresh = tmpdir()
+    local fresh = R.tmpdir()
     local s, err = stream.run(client, { table = name, checkpoint_dir = fresh })
-    os.execute("rm -rf " .. script.quote(fresh))
+    R.rmrf(fresh)
     assert(s, why(tostring(err)))
     assert.same({ 0, 0 }, { s.moved, s.failed }, why("a fresh runner over the whole stream"))
 

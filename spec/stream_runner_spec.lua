@@ -10,11 +10,11 @@ local cjson = require("cjson")
 local socket = require("socket")
 local core = require("ddb.core")
 local errors = require("ddb.errors")
-local marshal = require("ddb.marshal")
 local messages = require("ddb.messages")
 local schema = require("ddb.schema")
 local stream = require("ddb.stream")
 local moto = require("support.moto")
+local R = require("support.run")
 local script = require("support.stream_script")
 local fault_server = require("spec.support.fault_server")
 
@@ -24,34 +24,6 @@ local CARO = { uuid = "a4b3c2d1-e0f9-4a8b-9c7d-6e5f4a3b2c1d", handle = "caro", d
 
 local EXPIRED = cjson.encode({ __type = "com.amazonaws.dynamodb.v20120810#ExpiredIteratorException",
   message = "Iterator expired. The iterator was created at time X while right now it's time Y." })
-
-local sh_quote = script.quote
-
-local function read_all(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(text))
-  assert(f:close())
-end
-
--- A new empty directory (the name os.tmpname reserved).
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir " .. sh_quote(p)))
-  return p
-end
-
-local function rmrf(p)
-  os.execute("rm -rf " .. sh_quote(p))
-end
 
 -- Polls cond() (every 20 ms) until it is true; fails after `seconds`. A
 -- guard against hanging, not a timing assertion.
@@ -69,15 +41,6 @@ local function run_script(args)
   local how, code, stdout, stderr = script.run(args)
   assert(how == "exit", "killed by signal " .. tostring(code))
   return code, stdout, stderr
-end
-
--- The names in a directory.
-local function ls(path)
-  local p = assert(io.popen("ls -A " .. sh_quote(path)))
-  local names = {}
-  for l in p:lines() do names[#names + 1] = l end
-  p:close()
-  return names
 end
 
 local function assert_one_line(s, pattern)
@@ -99,13 +62,13 @@ describe("ddb.stream.run", function()
   before_each(function()
     name = moto.table_name("runner")
     assert(schema.load(client, { table = name }))
-    dir = tmpdir()
+    dir = R.tmpdir()
     repo = messages.new(client, { table = name })
   end)
 
   after_each(function()
     schema.drop(client, { table = name })
-    rmrf(dir)
+    R.rmrf(dir)
   end)
 
   local function run(opts)
@@ -125,15 +88,7 @@ describe("ddb.stream.run", function()
   end
 
   -- Every item of the table, as plain rows sorted by key.
-  local function snapshot()
-    local rows = {}
-    for page, err in client:pages("Scan", { TableName = name, ConsistentRead = true }) do
-      assert(page, tostring(err))
-      for _, item in ipairs(page.Items) do rows[#rows + 1] = marshal.unitem(item) end
-    end
-    table.sort(rows, function(x, y) return x.pk .. "\0" .. x.sk < y.pk .. "\0" .. y.sk end)
-    return rows
-  end
+  local function snapshot() return moto.snapshot(client, name) end
 
   -- group uuid -> { newest = message row, rows = its group rows }
   local function groups()
@@ -201,7 +156,7 @@ describe("ddb.stream.run", function()
   end
 
   local function checkpoint_of(summary)
-    local text = assert(read_all(summary.checkpoint), "no checkpoint file")
+    local text = assert(R.read_file(summary.checkpoint), "no checkpoint file")
     return cjson.decode(text), text
   end
 
@@ -237,14 +192,14 @@ describe("ddb.stream.run", function()
       local shard = batches[1].shard
       assert.same({ [shard] = { sequence_number = seq(records[#records]) } }, cp.shards)
       assert.equal(seq(records[#records]), batches[#batches].r.checkpoint)
-      assert.same({ stream.checkpoint_name(arn) }, ls(dir)) -- no temporary file left behind
+      assert.same({ stream.checkpoint_name(arn) }, R.ls(dir)) -- no temporary file left behind
 
       -- a second run finds nothing new, and changes nothing
       local before = snapshot()
       local again = assert(run())
       assert.same({ 0, 0, 0 }, { again.batches, again.records, again.moved })
       assert.same(before, snapshot())
-      assert.equal(text, read_all(s.checkpoint))
+      assert.equal(text, R.read_file(s.checkpoint))
 
       -- a new message is picked up by the next run
       local m = say(g2, CARO, "see you")
@@ -262,7 +217,7 @@ describe("ddb.stream.run", function()
       local path = dir .. "/" .. stream.checkpoint_name(arn)
       local seen = {}
       local s = assert(run({ batch_size = 2, on_batch = function(r)
-        local cp = cjson.decode(read_all(path)) -- the file as the hook sees it
+        local cp = cjson.decode(R.read_file(path)) -- the file as the hook sees it
         seen[#seen + 1] = { r.processed, r.checkpoint, cp.shards[r.shard].sequence_number }
       end }))
       assert.is_true(#records >= 9)
@@ -304,7 +259,7 @@ describe("ddb.stream.run", function()
       local g = converse(ALICE, BOB, "one")
       local s = assert(run())
       local path = s.checkpoint
-      local good = read_all(path)
+      local good = R.read_file(path)
       say(g, BOB, "two")
       local before = snapshot()
       local cases = {
@@ -317,7 +272,7 @@ describe("ddb.stream.run", function()
         (good:gsub('"shards":{.*}}', '"shards":[1]}')),
       }
       for _, text in ipairs(cases) do
-        write_file(path, text)
+        R.write_file(path, text)
         local res, err = run()
         assert.is_nil(res, text)
         assert.equal("bad_checkpoint", err.code, text)
@@ -325,7 +280,7 @@ describe("ddb.stream.run", function()
         assert.matches("checkpoint " .. path .. " is unusable", err.message, 1, true)
       end
       assert.same(before, snapshot())
-      write_file(path, good) -- the real one again: it resumes
+      R.write_file(path, good) -- the real one again: it resumes
       s = assert(run())
       assert.equal(2, s.moved)
       assert_converged()
@@ -335,8 +290,8 @@ describe("ddb.stream.run", function()
       converse(ALICE, BOB, "one")
       local nested = dir .. "/a/b"
       local s = assert(run({ checkpoint_dir = nested }))
-      assert.truthy(read_all(s.checkpoint))
-      write_file(dir .. "/file", "x")
+      assert.truthy(R.read_file(s.checkpoint))
+      R.write_file(dir .. "/file", "x")
       local res, err = run({ checkpoint_dir = dir .. "/file" })
       assert.is_nil(res)
       assert.equal("checkpoint_io", err.code)
@@ -384,7 +339,7 @@ describe("ddb.stream.run", function()
       assert.equal("InjectedFailure", err.cause.code)
       assert.matches("disk on fire", err.message, 1, true)
       local path = dir .. "/" .. stream.checkpoint_name(select(2, read_stream()))
-      local cp = cjson.decode(read_all(path))
+      local cp = cjson.decode(R.read_file(path))
       local _, shard = next(cp.shards)
       assert.equal(seq(records[k - 1]), shard.sequence_number)
       assert.same(g1_before, groups()[g1].rows) -- not a row lost or moved
@@ -433,7 +388,7 @@ describe("ddb.stream.run", function()
       assert.equal("batch_failed", err.code)
       assert.matches("after 3 attempts", err.message, 1, true)
       assert.equal(3, calls)
-      local cp = cjson.decode(read_all(dir .. "/" .. stream.checkpoint_name(select(2, read_stream()))))
+      local cp = cjson.decode(R.read_file(dir .. "/" .. stream.checkpoint_name(select(2, read_stream()))))
       local _, shard = next(cp.shards)
       assert.equal(seq(records[k - 1]), shard.sequence_number)
     end)
@@ -742,7 +697,7 @@ describe("ddb.stream.run", function()
       local code, out = run_script(args("--json"))
       assert.equal(0, code)
       local path = cjson.decode(out).checkpoint
-      write_file(path, "{\"version\":")
+      R.write_file(path, "{\"version\":")
       local err
       code, out, err = run_script(args())
       assert.equal(1, code)
@@ -781,17 +736,17 @@ describe("ddb.stream.run", function()
         local path = dir .. "/" .. stream.checkpoint_name(arn)
         -- it has processed something ...
         wait_for("a checkpoint", function()
-          local text = read_all(path)
+          local text = R.read_file(path)
           return text and text:find("sequence_number", 1, true)
         end)
         -- ... then more arrives, and it dies somewhere in the middle of it
-        local function lines() return select(2, (read_all(out) or ""):gsub("\n", "")) end
+        local function lines() return select(2, (R.read_file(out) or ""):gsub("\n", "")) end
         local seen = lines()
         wave(9, "second")
         wait_for("more batches", function() return lines() >= seen + 3 end)
         kill()
 
-        local text = read_all(path)
+        local text = R.read_file(path)
         local cp = cjson.decode(text) -- always a whole file
         local _, shard = next(cp.shards)
         local at = shard.sequence_number
@@ -809,9 +764,9 @@ describe("ddb.stream.run", function()
 
         -- a fresh runner from TRIM_HORIZON over the whole stream changes nothing
         local before = snapshot()
-        local fresh = tmpdir()
+        local fresh = R.tmpdir()
         local again = stream.run(client, { table = name, checkpoint_dir = fresh })
-        rmrf(fresh)
+        R.rmrf(fresh)
         assert.truthy(again)
         assert.equal(0, again.moved)
         assert.same(before, snapshot())

@@ -90,9 +90,7 @@ end
 describe("ddb.stream", function()
   local client, name
 
-  local function put(row)
-    assert(client:call("PutItem", { TableName = name, Item = marshal.item(row) }))
-  end
+  local function put(row) moto.put(client, name, row) end
 
   -- Both group rows of a new conversation between a and b, at sk with text.
   local function seed_group(a, b, sk, text, extra_a)
@@ -112,15 +110,7 @@ describe("ddb.stream", function()
   end
 
   -- Every item, as plain rows in key order (a snapshot to compare).
-  local function snapshot()
-    local rows = {}
-    for page, err in client:pages("Scan", { TableName = name, ConsistentRead = true }) do
-      assert(page, tostring(err))
-      for _, item in ipairs(page.Items) do rows[#rows + 1] = marshal.unitem(item) end
-    end
-    table.sort(rows, function(x, y) return x.pk .. "\0" .. x.sk < y.pk .. "\0" .. y.sk end)
-    return rows
-  end
+  local function snapshot() return moto.snapshot(client, name) end
 
   -- The group rows of g, by owner pk order.
   local function group_rows(g)

@@ -822,17 +822,7 @@ void ddb_open_client(lua_State *L) {
         {"redact", l_redact},
         {NULL, NULL},
     };
-    if (luaL_newmetatable(L, DDB_CLIENT_MT)) {
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
+    ddb_new_class(L, DDB_CLIENT_MT, methods, l_close, l_tostring);
     lua_pushcfunction(L, l_client_new);
     lua_setfield(L, -2, "client");
     lua_pushcfunction(L, l_item_size);

@@ -290,17 +290,7 @@ void ddb_open_http(lua_State *L) {
         {"close", l_close},
         {NULL, NULL},
     };
-    if (luaL_newmetatable(L, DDB_HTTP_MT)) {
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
+    ddb_new_class(L, DDB_HTTP_MT, methods, l_close, l_tostring);
     lua_pushcfunction(L, l_http_client);
     lua_setfield(L, -2, "http_client");
 }

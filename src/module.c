@@ -53,6 +53,22 @@ static int l_isatty(lua_State *L) {
     return 1;
 }
 
+void ddb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
+                   lua_CFunction tostring) {
+    if (luaL_newmetatable(L, name)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+}
+
 int luaopen_ddb_core(lua_State *L);
 
 int luaopen_ddb_core(lua_State *L) {

@@ -17,7 +17,8 @@
 --
 -- The server runs as `python fault_server.py` through io.popen(cmd, "w"):
 -- its stdin is the pipe, so it exits when :stop() closes the pipe or when
--- this Lua process dies. It uses .venv/bin/python when present, else python3.
+-- this Lua process dies. It uses .venv/bin/python when present, else python3
+-- (spec/support/py_server.lua, shared with tls_server.lua).
 -- Steps and endpoints are documented in fault_server.py.
 --
 -- Control calls use luasocket (socket.http) and lua-cjson; they raise a Lua
@@ -26,54 +27,15 @@ local socket = require("socket")
 local http = require("socket.http")
 local ltn12 = require("ltn12")
 local cjson = require("cjson")
+local R = require("spec.support.run")
+local py = require("spec.support.py_server")
 
 local M = {}
 
 -- Seconds start() waits for the "PORT <n>" line.
 M.START_TIMEOUT = 5
 
-local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
-end
-
-local function abspath(path)
-  if path:sub(1, 1) == "/" then return path end
-  local pwd = os.getenv("PWD")
-  local p = io.popen("pwd")
-  if p then
-    pwd = p:read("*l") or pwd
-    p:close()
-  end
-  return (pwd or ".") .. "/" .. path:gsub("^%./", "")
-end
-
-local here = abspath(dirname(debug.getinfo(1, "S").source:gsub("^@", "")))
-local script_path = here .. "/fault_server.py"
-local repo_root = dirname(dirname(here))
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a") or ""
-  f:close()
-  return s
-end
-
-local function python()
-  local venv = repo_root .. "/.venv/bin/python"
-  if file_exists(venv) then return venv end
-  return "python3"
-end
+local script_path = py.DIR .. "/fault_server.py"
 
 local Server = {}
 Server.__index = Server
@@ -140,7 +102,7 @@ function Server:stop(quiet)
   local pipe = self.pipe
   self.pipe = nil
   pipe:close()
-  local err = read_file(self._err)
+  local err = R.read_file(self._err) or ""
   if err ~= "" and quiet ~= true then
     io.stderr:write("fault_server stderr:\n", err, "\n")
   end
@@ -162,37 +124,33 @@ function Server:__gc() pcall(Server.stop, self) end
 function M.start(opts)
   opts = opts or {}
   local out, err = os.tmpname(), os.tmpname()
-  local args = { "exec", shell_quote(opts.python or python()), shell_quote(script_path) }
+  local args = { "exec", R.quote(opts.python or py.python()), R.quote(script_path) }
   if opts.upstream then
-    args[#args + 1] = "--upstream " .. shell_quote(opts.upstream)
+    args[#args + 1] = "--upstream " .. R.quote(opts.upstream)
   end
   if opts.verbose then args[#args + 1] = "--verbose" end
-  args[#args + 1] = ">" .. shell_quote(out) .. " 2>" .. shell_quote(err)
+  args[#args + 1] = ">" .. R.quote(out) .. " 2>" .. R.quote(err)
   local cmd = table.concat(args, " ")
   local pipe = assert(io.popen(cmd, "w"))
   local self = setmetatable({ pipe = pipe, _out = out, _err = err }, Server)
 
-  local deadline = socket.gettime() + M.START_TIMEOUT
-  local err_seen_at
-  while true do
-    local port = read_file(out):match("PORT (%d+)\n")
-    if port then
-      self.port = tonumber(port)
-      self.url = "http://127.0.0.1:" .. port
-      return self
-    end
-    local now = socket.gettime()
-    -- The server writes nothing on stderr before PORT unless it is failing:
-    -- give it a moment to finish dying, then report.
-    if not err_seen_at and read_file(err) ~= "" then err_seen_at = now end
-    if now > deadline or (err_seen_at and now - err_seen_at > 0.5) then
-      local msg = read_file(err)
-      self:stop(true)
-      error(string.format("fault_server: no PORT line from `%s` within %.1fs%s", cmd,
-        now - (deadline - M.START_TIMEOUT), msg ~= "" and (":\n" .. msg) or ""), 2)
-    end
-    socket.sleep(0.02)
+  local port, msg, waited = py.wait_port(out, err, M.START_TIMEOUT, true)
+  if not port then
+    self:stop(true)
+    error(string.format("fault_server: no PORT line from `%s` within %.1fs%s", cmd,
+      waited, msg ~= "" and (":\n" .. msg) or ""), 2)
   end
+  self.port = port
+  self.url = "http://127.0.0.1:" .. port
+  return self
+end
+
+--- A loopback port nobody listens on (a connection to it is refused).
+function M.closed_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
 end
 
 return M

@@ -3,7 +3,6 @@
 -- and a seeded table per describe.
 local core = require("ddb.core")
 local errors = require("ddb.errors")
-local marshal = require("ddb.marshal")
 local moto = require("support.moto")
 local schema = require("ddb.schema")
 local seed = require("ddb.seed")
@@ -94,26 +93,6 @@ function M.deep_table(n, key)
   return root
 end
 
-function M.write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  return path
-end
-
---- A new empty directory (removed by `remove_dir`).
-function M.temp_dir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir .. "'"))
-  return dir
-end
-
-function M.remove_dir(dir)
-  assert(dir:match("^/tmp/"), dir)
-  os.execute("rm -rf '" .. dir .. "'")
-end
-
 --- `{ label, value }` pairs of ids that are not canonical lowercase UUIDs,
 -- made from the valid uuid `u`: key-forging strings, near misses, junk.
 function M.hostile_ids(u)
@@ -127,17 +106,6 @@ function M.hostile_ids(u)
     { "no dashes", (u:gsub("-", "")) .. "abcd" }, { "invalid UTF-8", "\xff" .. u:sub(2) },
     { "GRP# and 32 characters", "GRP#" .. u:sub(5) }, { "10 MB", M.MB10 },
   }
-end
-
---- Every item of the table, as plain rows in key order.
-function M.snapshot(client, name)
-  local rows = {}
-  for page, err in client:pages("Scan", { TableName = name, ConsistentRead = true }) do
-    assert(page, tostring(err))
-    for _, item in ipairs(page.Items) do rows[#rows + 1] = marshal.unitem(item) end
-  end
-  table.sort(rows, function(x, y) return x.pk .. "\0" .. x.sk < y.pk .. "\0" .. y.sk end)
-  return rows
 end
 
 --- Every table name, sorted.
@@ -187,14 +155,14 @@ function M.batch(ctx, title, cases)
   B.describe(title, function()
     local before, tables
     B.setup(function()
-      before, tables = M.snapshot(ctx.client, ctx.name), M.table_names(ctx.client)
+      before, tables = moto.snapshot(ctx.client, ctx.name), M.table_names(ctx.client)
     end)
     for _, case in ipairs(cases) do
       B.it(case[1], function() M.check(case[2], case[3]) end)
     end
     B.it("wrote nothing (" .. #cases .. " cases)", function()
       B.assert.same(tables, M.table_names(ctx.client))
-      B.assert.same(before, M.snapshot(ctx.client, ctx.name))
+      B.assert.same(before, moto.snapshot(ctx.client, ctx.name))
     end)
   end)
 end

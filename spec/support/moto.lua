@@ -1,7 +1,10 @@
 -- Where the integration specs find the emulator: scripts/with-moto (run by
 -- `make test`) starts moto on a free loopback port and exports
 -- DDB_TEST_ENDPOINT. Without it the integration specs fail loudly rather
--- than skip.
+-- than skip. Also the table helpers the specs share: a fresh table name, a
+-- row written, the rows read back (`scan`, `snapshot`).
+local marshal = require("ddb.marshal")
+
 local M = {}
 
 --- The emulator's URL, or an error telling how to run the specs.
@@ -30,6 +33,29 @@ function M.table_name(prefix)
   counter = counter + 1
   local sec, usec = require("ddb.core").now()
   return ("%s-%d-%d-%d"):format(prefix or "spec", sec, usec, counter)
+end
+
+--- Writes the plain row `row` (marshalled) to the table `name`.
+function M.put(client, name, row)
+  assert(client:call("PutItem", { TableName = name, Item = marshal.item(row) }))
+end
+
+--- Every item of the table `name`, as plain rows in the order Scan gives.
+function M.scan(client, name)
+  local rows = {}
+  for page, err in client:pages("Scan", { TableName = name, ConsistentRead = true }) do
+    assert(page, tostring(err))
+    for _, item in ipairs(page.Items) do rows[#rows + 1] = marshal.unitem(item) end
+  end
+  return rows
+end
+
+--- Every item of the table `name`, as plain rows in key order: a snapshot
+-- to compare.
+function M.snapshot(client, name)
+  local rows = M.scan(client, name)
+  table.sort(rows, function(x, y) return x.pk .. "\0" .. x.sk < y.pk .. "\0" .. y.sk end)
+  return rows
 end
 
 return M

@@ -3,31 +3,18 @@
 -- (`start`, then `proc:kill()`).
 --
 --     local script = require("support.stream_script")
---     local code, out, err = script.run({ "--once", "--json", ... }, { timeout_s = 60 })
+--     local how, code, out, err = script.run({ "--once", "--json", ... }, { timeout_s = 60 })
 --     local proc = script.start({ "--follow", ... }, "/tmp/out")  -- stdout and stderr to the file
 --     local how, code = proc:kill()  -- "signal", 9 when it was still running
 --
 -- The script runs from the repository root (busted's cwd) with a clean
--- environment: no LUA_PATH/LUA_CPATH (its bootstrap must find the checkout),
--- no endpoint, table or profile from the environment.
+-- environment (support.run's CLEAN_ENV): no LUA_PATH/LUA_CPATH (its bootstrap
+-- must find the checkout), no endpoint, table or profile from the environment.
+local R = require("support.run")
+
 local M = {}
 
 M.SCRIPT = "bin/ddb/stream"
-M.CLEAN_ENV = "env -u LUA_PATH -u LUA_CPATH -u AWS_ENDPOINT_URL -u AWS_ENDPOINT_URL_DYNAMODB -u DDB_TABLE"
-  .. " -u AWS_PROFILE"
-
---- Quotes a string for sh.
-function M.quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_all(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 --- The shell command running the script with `args` (each quoted).
 -- @tparam table args
@@ -35,10 +22,10 @@ end
 --   `timeout -s KILL`, so that a hang ends as a kill (exit 137) instead of
 --   hanging the spec
 function M.command(args, timeout_s)
-  local parts = { M.CLEAN_ENV }
+  local parts = { R.CLEAN_ENV }
   if timeout_s then parts[#parts + 1] = ("timeout -s KILL %d"):format(math.ceil(timeout_s)) end
   parts[#parts + 1] = M.SCRIPT
-  for _, a in ipairs(args) do parts[#parts + 1] = M.quote(a) end
+  for _, a in ipairs(args) do parts[#parts + 1] = R.quote(a) end
   return table.concat(parts, " ")
 end
 
@@ -49,13 +36,7 @@ end
 --   code, its stdout, its stderr
 function M.run(args, opts)
   opts = opts or {}
-  local out, err = os.tmpname(), os.tmpname()
-  local _, how, code = os.execute(M.command(args, opts.timeout_s) .. " </dev/null >" .. M.quote(out) .. " 2>"
-    .. M.quote(err))
-  local stdout, stderr = read_all(out), read_all(err)
-  os.remove(out)
-  os.remove(err)
-  return how, code, stdout, stderr
+  return R.capture(M.command(args, opts.timeout_s) .. " </dev/null")
 end
 
 --- Starts the script in the background, its stdout and stderr to the file
@@ -69,8 +50,8 @@ end
 function M.start(args, out)
   -- `exec` at both levels: the pid echoed is the child of this process, and
   -- the script (env, then lua) runs as that very pid.
-  local inner = "echo $$; exec " .. M.command(args) .. " </dev/null >" .. M.quote(out) .. " 2>&1"
-  local p = assert(io.popen("exec sh -c " .. M.quote(inner), "r"))
+  local inner = "echo $$; exec " .. M.command(args) .. " </dev/null >" .. R.quote(out) .. " 2>&1"
+  local p = assert(io.popen("exec sh -c " .. R.quote(inner), "r"))
   local line = p:read("l")
   local pid = line and line:match("^(%d+)$")
   if not pid then
