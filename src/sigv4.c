@@ -81,33 +81,12 @@ int ddb_sigv4_valid_timestamp(const char *s) {
     return d <= mdays[mo - 1] + (mo == 2 && leap);
 }
 
-/* Appends s[0..n) percent-encoded (RFC 3986 unreserved kept; '/' kept when
- * keep_slash). */
-static void add_encoded(ddb_buf *b, const char *s, size_t n, int keep_slash) {
-    static const char hex[] = "0123456789ABCDEF";
-    if (n > SIZE_MAX / 4) {
-        b->oom = 1;
-        return;
-    }
-    if (ddb_buf_reserve(b, 3 * n) != 0) return;
-    char *d = b->p + b->len;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (is_unreserved(c) || (keep_slash && c == '/')) {
-            *d++ = (char)c;
-        } else {
-            *d++ = '%';
-            *d++ = hex[c >> 4];
-            *d++ = hex[c & 15];
-        }
-    }
-    b->len = (size_t)(d - b->p);
-    b->p[b->len] = '\0';
-}
+enum { ENC_KEEP_SLASH = 1, ENC_DECODE_FIRST = 2 };
 
-/* Appends s[0..n) with %XX sequences decoded, then percent-encoded, so that
+/* Appends s[0..n) percent-encoded (RFC 3986 unreserved kept; '/' kept with
+ * ENC_KEEP_SLASH). With ENC_DECODE_FIRST, %XX sequences are decoded first, so
  * raw and already-encoded input give the same canonical form. */
-static void add_reencoded(ddb_buf *b, const char *s, size_t n) {
+static void add_encoded(ddb_buf *b, const char *s, size_t n, int flags) {
     static const char hex[] = "0123456789ABCDEF";
     if (n > SIZE_MAX / 4) {
         b->oom = 1;
@@ -118,12 +97,12 @@ static void add_reencoded(ddb_buf *b, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+        if ((flags & ENC_DECODE_FIRST) && c == '%' && i + 2 < n &&
+            (hi = hexval((unsigned char)s[i + 1])) >= 0 && (lo = hexval((unsigned char)s[i + 2])) >= 0) {
             c = (unsigned char)(hi * 16 + lo);
             i += 2;
         }
-        if (is_unreserved(c)) {
+        if (is_unreserved(c) || ((flags & ENC_KEEP_SLASH) && c == '/')) {
             *d++ = (char)c;
         } else {
             *d++ = '%';
@@ -482,7 +461,7 @@ void ddb_sigv4_out_free(ddb_sigv4_out *o) {
 static void add_uri(ddb_buf *b, const char *p, size_t n, int normalize) {
     size_t start = b->len;
     if (!normalize) {
-        add_encoded(b, p, n, 1);
+        add_encoded(b, p, n, ENC_KEEP_SLASH);
     } else {
         if (n > 0 && p[0] == '/') ddb_buf_addc(b, '/');
         size_t base = b->len, count = 0;
@@ -553,10 +532,10 @@ static int add_query(ddb_sigv4_out *o, const char *q, size_t n) {
             size_t kend = eq ? (size_t)(eq - q) : j;
             qpair *pr = &pairs[np];
             pr->koff = o->query.len;
-            add_reencoded(&o->query, q + i, kend - i);
+            add_encoded(&o->query, q + i, kend - i, ENC_DECODE_FIRST);
             pr->klen = o->query.len - pr->koff;
             pr->voff = o->query.len;
-            if (eq) add_reencoded(&o->query, eq + 1, j - kend - 1);
+            if (eq) add_encoded(&o->query, eq + 1, j - kend - 1, ENC_DECODE_FIRST);
             pr->vlen = o->query.len - pr->voff;
             idx[np] = np;
             np++;
