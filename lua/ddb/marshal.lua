@@ -30,15 +30,13 @@
 --   `marshal.list{}` is `L []`. An unmarked non-empty table is a list when
 --   its keys are exactly 1..n, a map when they are all strings, and an error
 --   when it has both (or holes, or keys of other types). The marker is the
---   metatable `marshal.array_mt`, which is `ddb.core.array_mt` when the C
---   core has it: the `L` value produced here carries it, so the JSON encoder
---   writes `[]` for an empty list, and `L` values read back carry it too, so
---   unmarshal -> marshal keeps `L []` and `M {}` apart.
+--   metatable `marshal.array_mt`, which is `ddb.core.array_mt`: the `L`
+--   value produced here carries it, so the JSON encoder writes `[]` for an
+--   empty list, and `L` values read back carry it too, so unmarshal ->
+--   marshal keeps `L []` and `M {}` apart.
 --
--- `marshal.null` is `ddb.core.null` when the C core provides it (the JSON
--- codec's `null`), so a JSON `null` and a DynamoDB `NULL` are one sentinel;
--- without it (core not built, or built without the JSON codec) it is a
--- private sentinel table.
+-- `marshal.null` is `ddb.core.null` (the JSON codec's `null`), so a JSON
+-- `null` and a DynamoDB `NULL` are one sentinel.
 --
 -- Wrappers (number, binary, set) have `__tostring` and `__eq`; `__eq` only
 -- compares wrappers with wrappers (Lua never calls `__eq` for a table and a
@@ -56,8 +54,7 @@
 -- the service, which reports them as a ValidationException.
 -- @module ddb.marshal
 
-local core_ok, core = pcall(require, "ddb.core")
-if not core_ok or type(core) ~= "table" then core = {} end
+local core = require("ddb.core")
 
 local byte, char, format = string.byte, string.char, string.format
 local concat, sort, unpack = table.concat, table.sort, table.unpack
@@ -68,16 +65,12 @@ local error, getmetatable, setmetatable, next, pcall, tonumber, type, tostring, 
 
 local M = {}
 
---- The sentinel for a DynamoDB `NULL` (and JSON `null`): `ddb.core.null` when present.
+--- The sentinel for a DynamoDB `NULL` (and JSON `null`): `ddb.core.null`.
 M.null = core.null
-if M.null == nil then
-  M.null = setmetatable({}, { __name = "ddb.null", __tostring = function() return "null" end })
-end
 local NULL = M.null
 
---- The metatable marking a table as a list (`L`): `ddb.core.array_mt` when present.
+--- The metatable marking a table as a list (`L`): `ddb.core.array_mt`.
 M.array_mt = core.array_mt
-if type(M.array_mt) ~= "table" then M.array_mt = { __name = "ddb.array" } end
 local ARRAY = M.array_mt
 
 ---------------------------------------------------------------------------
@@ -524,7 +517,7 @@ function M.is_set(v) return getmetatable(v) == Set end
 -- Lists.
 
 --- Marks a table as a list, so it marshals to `L` even when empty.
--- Sets the metatable `marshal.array_mt` (`ddb.core.array_mt` when present).
+-- Sets the metatable `marshal.array_mt` (`ddb.core.array_mt`).
 -- @tparam[opt] table t the table (a new empty one when nil)
 -- @treturn table `t`
 -- @raise when `t` already has another metatable
