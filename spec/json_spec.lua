@@ -313,6 +313,37 @@ describe("ddb.core JSON", function()
       end
     end)
 
+    it("find a special byte at every position of strings of every length up to 41", function()
+      for len = 1, 41 do
+        for pos = 1, len do
+          local s = string.rep("a", pos - 1) .. '"' .. string.rep("b", len - pos)
+          assert_str('"' .. s:gsub('"', '\\"') .. '"', encode(s))
+          local c = string.rep("a", pos - 1) .. "\1" .. string.rep("b", len - pos)
+          assert_str('"' .. c:gsub("\1", "\\u0001") .. '"', encode(c))
+          assert_match("control character in string at byte offset " .. pos, decode_error('"' .. c .. '"'))
+        end
+        assert_str('"' .. string.rep("z", len) .. '"', encode(string.rep("z", len)))
+      end
+    end)
+
+    it("keep short strings that differ in one byte apart (the decoder's string cache)", function()
+      local list, n = {}, 0
+      for len = 1, 41 do
+        for pos = 1, len do
+          for _, c in ipairs({ "x", "y" }) do
+            n = n + 1
+            list[n] = string.rep("k", pos - 1) .. c .. string.rep("k", len - pos)
+          end
+        end
+      end
+      local doc = '["' .. table.concat(list, '","') .. '"]'
+      for _ = 1, 3 do -- the second and third pass hit the cache
+        local got = dec(doc)
+        assert.equal(n, #got)
+        for i = 1, n do assert_str(list[i], got[i]) end
+      end
+    end)
+
     it("round-trip all bytes 0..127 and embedded NULs", function()
       local t = {}
       for c = 0, 127 do t[#t + 1] = string.char(c) end

@@ -67,6 +67,14 @@ static inline const unsigned char *skip_plain(const unsigned char *p, const unsi
         }
         p += 8;
     }
+    size_t r = (size_t)(end - p);
+    if (r >= 4) { /* the last 1..7 bytes as two overlapping 4-byte loads: none special, or find which */
+        uint32_t x, y;
+        memcpy(&x, p, 4);
+        memcpy(&y, end - 4, 4);
+        uint64_t v = x | (uint64_t)y << 32, q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+        if (!((v | ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs)) return end;
+    }
     while (p < end && is_plain(*p)) p++;
     return p;
 }
@@ -409,18 +417,47 @@ typedef struct {
     unsigned char obj_hint[OBJ_HINT_DEPTH]; /* members of the last object closed at each depth */
 } dec_t;
 
+/* The bytes of p[0..len) for len < 8 as one word, without a call to
+ * memcpy: two overlapping 4-byte loads (len 4..7), or the first, middle and
+ * last byte (len 1..3). Equal words mean equal strings of that length. */
+static inline uint64_t short_word(const unsigned char *p, size_t len) {
+    if (len >= 4) {
+        uint32_t x, y;
+        memcpy(&x, p, 4);
+        memcpy(&y, p + len - 4, 4);
+        return x | (uint64_t)y << 32;
+    }
+    if (len == 0) return 0;
+    return p[0] | (uint64_t)p[len >> 1] << 8 | (uint64_t)p[len - 1] << 16;
+}
+
 /* From the first and the last 8 bytes (keys and timestamps with a common
  * prefix differ at the end). */
 static inline unsigned strcache_slot(const unsigned char *p, size_t len) {
-    uint64_t a = 0, b = 0;
+    uint64_t a, b = 0;
     if (len >= 8) {
         memcpy(&a, p, 8);
         memcpy(&b, p + len - 8, 8);
     } else {
-        memcpy(&a, p, len);
+        a = short_word(p, len);
     }
     uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL) ^ len) * 0xD6E8FEB86659FD93ULL;
     return (unsigned)(h >> 40) & (STRCACHE_SLOTS - 1);
+}
+
+/* a[0..len) == b[0..len), len <= STRCACHE_MAXLEN, in 8-byte words (the last
+ * one overlapping) instead of a call to memcmp. */
+static inline int short_eq(const unsigned char *a, const unsigned char *b, size_t len) {
+    uint64_t x, y;
+    if (len < 8) return short_word(a, len) == short_word(b, len);
+    for (size_t i = 0; i + 8 < len; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) return 0;
+    }
+    memcpy(&x, a + len - 8, 8);
+    memcpy(&y, b + len - 8, 8);
+    return x == y;
 }
 
 /* Pushes the string p[0..len) (len <= STRCACHE_MAXLEN), from the cache when
@@ -428,7 +465,7 @@ static inline unsigned strcache_slot(const unsigned char *p, size_t len) {
 static void push_short(dec_t *d, const unsigned char *p, size_t len) {
     strcache *sc = d->sc;
     unsigned i = strcache_slot(p, len);
-    if (sc->len[i] == len && memcmp(sc->bytes[i], p, len) == 0) {
+    if (sc->len[i] == len && short_eq((const unsigned char *)sc->bytes[i], p, len)) {
         lua_rawgeti(d->L, d->sc_tab, (lua_Integer)i + 1);
         return;
     }
