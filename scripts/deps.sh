@@ -4,8 +4,9 @@
 # Safe to run repeatedly; does nothing when everything is there.
 #   scripts/deps.sh          what the build, the specs and the demo need
 #   scripts/deps.sh bench    that, plus what `make bench` needs: nginx-light
-#                            (the null endpoint), valgrind (callgrind)
-#                            and bench/.venv with the latest boto3 and AWS CLI
+#                            (the null endpoint), valgrind (callgrind),
+#                            bench/.venv with the latest boto3 and AWS CLI,
+#                            and the bench-only lean libcurl (bench/lean-curl.sh)
 #   scripts/deps.sh asan     that, plus gcc's ASan and UBSan runtimes (make test-asan)
 #   scripts/deps.sh valgrind that, plus valgrind (make test-valgrind)
 #   scripts/deps.sh fuzz     that, plus clang and its compiler-rt (libFuzzer, the
@@ -22,7 +23,7 @@ esac
 pkgs=(lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev pkg-config gcc make
       lua-cjson lua-busted lua-check lua-socket luarocks python3 python3-venv ca-certificates locales)
 case "$mode" in
-  bench) pkgs+=(nginx-light valgrind) ;;
+  bench) pkgs+=(nginx-light valgrind zlib1g-dev) ;;
   asan) pkgs+=(libasan8 libubsan1) ;;
   valgrind) pkgs+=(valgrind) ;;
   fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
@@ -64,4 +65,8 @@ if [ "$mode" = bench ]; then
     bench/.venv/bin/pip install -q --disable-pip-version-check --upgrade -r "$breq"
     cp "$breq" "$bstamp"
   fi
+  # libcurl built for HTTP(S) only into bench/.curl-lean, for one what-if row of
+  # the utilities part. Optional: when it cannot be built, bench/run reports
+  # that row as not measured, with the reason.
+  bench/lean-curl.sh || echo "deps: no lean libcurl; make bench reports that row as not measured" >&2
 fi
