@@ -18,7 +18,8 @@
 typedef struct {
     char *url, *host;
     size_t host_len;
-    char *host_line; /* "Host: <host>" */
+    char *host_line;      /* "Host: <host>" */
+    ddb_sigv4_prep *prep; /* the signer prepared for this host; NULL: ddb_sigv4_sign signs */
 } endpoint;
 
 /* The request headers, in the order they are sent. The list handed to
@@ -40,7 +41,7 @@ typedef struct {
     char *region, *akid, *secret, *token, *user_agent;
     struct curl_slist headers[H_COUNT];
     char *content_type_line, *token_line, *user_agent_line, *expect_line; /* made once */
-    ddb_buf target_line, auth_line;             /* rewritten per call */
+    ddb_buf target_line, auth_line;             /* rewritten per call (auth_line: when not prepared) */
     char date_line[DATE_PREFIX_LEN + 17];       /* "X-Amz-Date: YYYYMMDDTHHMMSSZ" */
     time_t date_second;                         /* the second date_line shows */
     unsigned char signing_key[32];              /* for signing_key_date */
@@ -116,7 +117,9 @@ static void client_release(client *c) {
         free(c->ep[i].url);
         free(c->ep[i].host);
         free(c->ep[i].host_line);
+        ddb_sigv4_prep_free(c->ep[i].prep);
         c->ep[i].url = c->ep[i].host = c->ep[i].host_line = NULL;
+        c->ep[i].prep = NULL;
     }
     free(c->region);
     free(c->user_agent);
@@ -258,7 +261,7 @@ static int l_client_new(lua_State *L) {
         c->ep[i].host_line = header_line("Host", c->ep[i].host);
         if (c->ep[i].host) c->ep[i].host_len = strlen(c->ep[i].host);
     }
-    c->content_type_line = header_line("Content-Type", "application/x-amz-json-1.0");
+    c->content_type_line = header_line("Content-Type", DDB_SIGV4_JSON_CONTENT_TYPE);
     c->token_line = header_line("X-Amz-Security-Token", c->token);
     c->user_agent_line = header_line("User-Agent", c->user_agent);
     c->expect_line = header_line("Expect", ""); /* no 100-continue round trip */
@@ -271,6 +274,11 @@ static int l_client_new(lua_State *L) {
         client_release(c);
         return luaL_error(L, "out of memory");
     }
+    /* the fast signer of each endpoint; where it refuses the values (or has
+     * no memory), ddb_sigv4_sign signs, and says what is wrong */
+    for (int i = 0; i < 2; i++)
+        c->ep[i].prep = ddb_sigv4_prep_new(c->ep[i].host, c->ep[i].host_len, c->region, "dynamodb", c->akid,
+                                           c->token, NULL);
     char err[256];
     c->t = ddb_transport_new(&to, err, sizeof err);
     if (!c->t) {
@@ -302,10 +310,11 @@ static int set_line(ddb_buf *b, const char *prefix, size_t plen, const char *val
     return ddb_buf_ok(b) ? 0 : -1;
 }
 
-/* Links the header nodes for this request (the token line only with a token). */
-static struct curl_slist *link_headers(client *c, const endpoint *ep) {
+/* Links the header nodes for this request (the token line only with a token).
+ * libcurl only reads the lines, so the Authorization line may be constant. */
+static struct curl_slist *link_headers(client *c, const endpoint *ep, const char *auth_line) {
     char *lines[H_COUNT] = {ep->host_line,     c->content_type_line, c->target_line.p,     c->date_line,
-                            c->token_line,     c->auth_line.p,       c->user_agent_line,   c->expect_line};
+                            c->token_line,     (char *)auth_line,    c->user_agent_line,   c->expect_line};
     struct curl_slist *prev = NULL;
     for (int i = H_COUNT - 1; i >= 0; i--) {
         if (!lines[i]) continue; /* no token */
@@ -669,6 +678,57 @@ static int has_large_item(lua_State *L, int idx, const char *op) {
     return found;
 }
 
+/* Signs the request to ep at date ("YYYYMMDDTHHMMSSZ"), with the signing key
+ * of that day (derived when the day changes), and returns the Authorization
+ * header line: the endpoint's prepared signer's, or, when it has none or
+ * refuses the request, ddb_sigv4_sign's (in c->auth_line), which is the same
+ * line (spec/sigv4_fastpath_spec.lua) or raises its error. */
+static const char *sign_request(lua_State *L, client *c, const endpoint *ep, const char *date, const char *target,
+                          size_t target_len, const char *body, size_t body_len) {
+    if (memcmp(c->signing_key_date, date, 8) != 0) { /* a new day (or the first call) */
+        if (ddb_sigv4_derive_key(c->secret, date, c->region, "dynamodb", c->signing_key) != 0)
+            luaL_error(L, "signing failed: invalid secret key, region or date");
+        memcpy(c->signing_key_date, date, 8);
+        c->signing_key_date[8] = '\0';
+    }
+    if (ep->prep) {
+        const char *line = ddb_sigv4_prep_sign(ep->prep, date, c->signing_key, target, target_len, body,
+                                               body_len, NULL);
+        if (line) return line;
+    }
+    ddb_header hs[3] = {
+        {"Host", 4, ep->host, ep->host_len},
+        {"Content-Type", 12, DDB_SIGV4_JSON_CONTENT_TYPE, sizeof DDB_SIGV4_JSON_CONTENT_TYPE - 1},
+        {"X-Amz-Target", 12, target, target_len},
+    };
+    ddb_sigv4_req req = {0};
+    req.method = "POST";
+    req.path = "/";
+    req.path_len = 1;
+    req.query = "";
+    req.query_len = 0;
+    req.headers = hs;
+    req.nheaders = 3;
+    req.body = body;
+    req.body_len = body_len;
+    req.region = c->region;
+    req.service = "dynamodb";
+    req.access_key_id = c->akid;
+    req.secret_access_key = c->secret;
+    req.session_token = c->token;
+    req.timestamp = date;
+    req.normalize_path = 1;
+    req.sign_body = 0;
+    req.signing_key = c->signing_key;
+    const char *serr = NULL;
+    if (ddb_sigv4_sign(&req, &c->cache, &c->sig, &serr) != 0)
+        luaL_error(L, "signing failed: %s", serr ? serr : "unknown error");
+    if (set_line(&c->auth_line, DDB_SIGV4_AUTH_LINE_PREFIX, sizeof DDB_SIGV4_AUTH_LINE_PREFIX - 1,
+                 c->sig.authorization.p, c->sig.authorization.len) != 0)
+        luaL_error(L, "out of memory building request headers");
+    return c->auth_line.p;
+}
+
 /* c:request(target, params, streams) — see client.h. */
 static int l_request(lua_State *L) {
     client *c = check_client(L);
@@ -699,44 +759,10 @@ static int l_request(lua_State *L) {
 
     const char *date = amz_date(c);
     if (!date) return luaL_error(L, "signing failed: cannot read the clock");
-    if (memcmp(c->signing_key_date, date, 8) != 0) { /* a new day (or the first call) */
-        if (ddb_sigv4_derive_key(c->secret, date, c->region, "dynamodb", c->signing_key) != 0)
-            return luaL_error(L, "signing failed: invalid secret key, region or date");
-        memcpy(c->signing_key_date, date, 8);
-        c->signing_key_date[8] = '\0';
-    }
-    ddb_header hs[3] = {
-        {"Host", 4, ep->host, ep->host_len},
-        {"Content-Type", 12, "application/x-amz-json-1.0", 26},
-        {"X-Amz-Target", 12, target, target_len},
-    };
-    ddb_sigv4_req req = {0};
-    req.method = "POST";
-    req.path = "/";
-    req.path_len = 1;
-    req.query = "";
-    req.query_len = 0;
-    req.headers = hs;
-    req.nheaders = 3;
-    req.body = body;
-    req.body_len = body_len;
-    req.region = c->region;
-    req.service = "dynamodb";
-    req.access_key_id = c->akid;
-    req.secret_access_key = c->secret;
-    req.session_token = c->token;
-    req.timestamp = date;
-    req.normalize_path = 1;
-    req.sign_body = 0;
-    req.signing_key = c->signing_key;
-    const char *serr = NULL;
-    if (ddb_sigv4_sign(&req, &c->cache, &c->sig, &serr) != 0)
-        return luaL_error(L, "signing failed: %s", serr ? serr : "unknown error");
-
-    if (set_line(&c->target_line, "X-Amz-Target: ", 14, target, target_len) != 0 ||
-        set_line(&c->auth_line, "Authorization: ", 15, c->sig.authorization.p, c->sig.authorization.len) != 0)
+    const char *auth_line = sign_request(L, c, ep, date, target, target_len, body, body_len);
+    if (set_line(&c->target_line, "X-Amz-Target: ", 14, target, target_len) != 0)
         return luaL_error(L, "out of memory building request headers");
-    struct curl_slist *h = link_headers(c, ep);
+    struct curl_slist *h = link_headers(c, ep, auth_line);
 
     struct timespec t0 = {0, 0};
     if (c->debug) {

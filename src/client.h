@@ -19,8 +19,10 @@
  *     item is never shorter than its size).
  * core.item_size(item[, cap]) -> an item's size as DynamoDB counts it
  * (lua/ddb/limits.lua), counted until it passes cap; nil for a non-table.
- * The client keeps one libcurl handle (keep-alive), a cached signing key and
- * reusable buffers, so a warm call allocates little. Credentials are held in
+ * The client keeps one libcurl handle (keep-alive), a cached signing key, a
+ * SigV4 signer prepared per endpoint (ddb_sigv4_prep, sigv4.h: the same
+ * Authorization as ddb_sigv4_sign, which signs where the prepared signer
+ * refuses the values) and reusable buffers, so a warm call allocates little. Credentials are held in
  * C memory, cleansed on close, and never printed.
  *
  * Secrets: the messages of the failures above, and c:redact(s) for messages

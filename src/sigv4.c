@@ -346,6 +346,15 @@ static void hmac_from_pads(const sha_ctx *inner, const sha_ctx *outer, const voi
     OPENSSL_cleanse(ih, sizeof ih);
 }
 
+/* Makes cs hold the pads of the signing key `key` (kept while the key stays). */
+static void crypto_use_key(struct ddb_sigv4_crypto *cs, const unsigned char key[SHA256_LEN]) {
+    if (!cs->hkey_set || CRYPTO_memcmp(cs->hkey, key, SHA256_LEN) != 0) {
+        hmac_pads(key, SHA256_LEN, &cs->inner, &cs->outer);
+        memcpy(cs->hkey, key, SHA256_LEN);
+        cs->hkey_set = 1;
+    }
+}
+
 static void hmac(const unsigned char *key, size_t keylen, const void *msg, size_t n, unsigned char mac[SHA256_LEN]) {
     sha_ctx inner, outer;
     hmac_pads(key, keylen, &inner, &outer);
@@ -746,11 +755,7 @@ int ddb_sigv4_sign(const ddb_sigv4_req *r, ddb_sigv4_cache *cache, ddb_sigv4_out
     unsigned char key[SHA256_LEN];
     struct ddb_sigv4_crypto *cs = o->crypto;
     signing_key(cache, r, key);
-    if (!cs->hkey_set || CRYPTO_memcmp(cs->hkey, key, SHA256_LEN) != 0) {
-        hmac_pads(key, SHA256_LEN, &cs->inner, &cs->outer);
-        memcpy(cs->hkey, key, SHA256_LEN);
-        cs->hkey_set = 1;
-    }
+    crypto_use_key(cs, key);
     OPENSSL_cleanse(key, sizeof key);
     hmac_from_pads(&cs->inner, &cs->outer, sts->p, sts->len, md);
     hex_fixed(md, SHA256_LEN, o->signature);
@@ -772,4 +777,174 @@ int ddb_sigv4_sign(const ddb_sigv4_req *r, ddb_sigv4_cache *cache, ddb_sigv4_out
 oom:
     *err = "out of memory";
     return -1;
+}
+
+/* ------------------------------------------------------ prepared signer */
+
+/* The canonical request of the prepared shape, with names sorted:
+ *   POST\n/\n\n
+ *   content-type:application/x-amz-json-1.0\n host:<host>\n x-amz-date:<ts>\n
+ *   [x-amz-security-token:<token>\n] x-amz-target:<target>\n \n
+ *   content-type;host;x-amz-date;[x-amz-security-token;]x-amz-target\n <hex sha256(body)>
+ * (what add_uri, add_query and add_headers make of it). */
+#define PREP_SIGNED_HEADERS "content-type;host;x-amz-date;x-amz-target"
+#define PREP_SIGNED_HEADERS_TOKEN "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+#define PREP_TAIL "\n\n" PREP_SIGNED_HEADERS "\n"
+#define PREP_TAIL_TOKEN "\n\n" PREP_SIGNED_HEADERS_TOKEN "\n"
+#define STS_TS_OFF (sizeof ALGORITHM "\n" - 1)  /* the timestamp in the string to sign */
+#define STS_DATE_OFF (STS_TS_OFF + 17)          /* the scope's date in it */
+
+struct ddb_sigv4_prep {
+    sha_ctx creq;             /* SHA-256 state after the canonical request's start, "...x-amz-date:" */
+    ddb_buf mid;              /* "\n[x-amz-security-token:<token>\n]x-amz-target:" (holds the token) */
+    const char *tail;         /* PREP_TAIL or PREP_TAIL_TOKEN */
+    size_t tail_len;
+    ddb_buf sts;              /* the string to sign; timestamp, date and hash rewritten per call */
+    ddb_buf auth;             /* the Authorization line; date and signature rewritten per call */
+    size_t auth_date_off;     /* the scope's date in auth */
+    struct ddb_sigv4_crypto crypto; /* HMAC pads of the last signing key */
+};
+
+/* The credential scope with a placeholder date: "YYYYMMDD/<region>/<service>/aws4_request". */
+static void add_scope(ddb_buf *b, const char *region, const char *service) {
+    ddb_buf_add(b, LIT("YYYYMMDD/"));
+    ddb_buf_adds(b, region);
+    ddb_buf_addc(b, '/');
+    ddb_buf_adds(b, service);
+    ddb_buf_add(b, LIT("/aws4_request"));
+}
+
+void ddb_sigv4_prep_free(ddb_sigv4_prep *p) {
+    if (!p) return;
+    buf_cleanse_free(&p->mid);
+    buf_cleanse_free(&p->sts);
+    buf_cleanse_free(&p->auth);
+    OPENSSL_cleanse(p, sizeof *p);
+    free(p);
+}
+
+ddb_sigv4_prep *ddb_sigv4_prep_new(const char *host, size_t host_len, const char *region, const char *service,
+                                   const char *access_key_id, const char *session_token, const char **err) {
+    const char *ignored;
+    if (!err) err = &ignored;
+    *err = NULL;
+    /* the checks of ddb_sigv4_sign on these values */
+    if (!host && host_len) {
+        *err = "NULL host with a non-zero length";
+        return NULL;
+    }
+    if (!valid_word(region, "/") || !valid_word(service, "/")) {
+        *err = "region or service is empty or contains '/', whitespace or control characters";
+        return NULL;
+    }
+    if (!valid_word(access_key_id, "/,")) {
+        *err = "access_key_id is empty or contains '/', ',', whitespace or control characters";
+        return NULL;
+    }
+    int token = session_token && *session_token;
+    if (token) {
+        for (const unsigned char *q = (const unsigned char *)session_token; *q; q++)
+            if (*q < 0x20 || *q == 0x7f) {
+                *err = "session_token contains control characters";
+                return NULL;
+            }
+    }
+    ddb_sigv4_prep *p = calloc(1, sizeof *p);
+    if (!p) {
+        *err = "out of memory";
+        return NULL;
+    }
+    ddb_buf_init(&p->mid);
+    ddb_buf_init(&p->sts);
+    ddb_buf_init(&p->auth);
+
+    ddb_buf start;
+    ddb_buf_init(&start);
+    ddb_buf_add(&start, LIT("POST\n/\n\ncontent-type:" DDB_SIGV4_JSON_CONTENT_TYPE "\nhost:"));
+    add_trimmed(&start, host ? host : "", host_len);
+    ddb_buf_add(&start, LIT("\nx-amz-date:"));
+    int ok = ddb_buf_ok(&start);
+    if (ok) {
+        sha_init(&p->creq);
+        sha_update(&p->creq, start.p, start.len);
+    }
+    ddb_buf_free(&start);
+
+    ddb_buf_addc(&p->mid, '\n');
+    if (token) {
+        ddb_buf_add(&p->mid, LIT("x-amz-security-token:"));
+        add_trimmed(&p->mid, session_token, strlen(session_token));
+        ddb_buf_addc(&p->mid, '\n');
+    }
+    ddb_buf_add(&p->mid, LIT("x-amz-target:"));
+    p->tail = token ? PREP_TAIL_TOKEN : PREP_TAIL;
+    p->tail_len = token ? sizeof PREP_TAIL_TOKEN - 1 : sizeof PREP_TAIL - 1;
+
+    /* the timestamp, dates and hashes are placeholders until the first call */
+    static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    _Static_assert(sizeof zeros == 2 * SHA256_LEN + 1, "64 placeholder hex digits");
+    ddb_buf_add(&p->sts, LIT(ALGORITHM "\nYYYYMMDDTHHMMSSZ\n"));
+    add_scope(&p->sts, region, service);
+    ddb_buf_addc(&p->sts, '\n');
+    ddb_buf_add(&p->sts, zeros, 2 * SHA256_LEN);
+
+    ddb_buf_add(&p->auth, LIT(DDB_SIGV4_AUTH_LINE_PREFIX ALGORITHM " Credential="));
+    ddb_buf_adds(&p->auth, access_key_id);
+    ddb_buf_addc(&p->auth, '/');
+    p->auth_date_off = p->auth.len;
+    add_scope(&p->auth, region, service);
+    ddb_buf_add(&p->auth, LIT(", SignedHeaders="));
+    if (token) ddb_buf_add(&p->auth, LIT(PREP_SIGNED_HEADERS_TOKEN));
+    else ddb_buf_add(&p->auth, LIT(PREP_SIGNED_HEADERS));
+    ddb_buf_add(&p->auth, LIT(", Signature="));
+    ddb_buf_add(&p->auth, zeros, 2 * SHA256_LEN);
+
+    if (!ok || !ddb_buf_ok(&p->mid) || !ddb_buf_ok(&p->sts) || !ddb_buf_ok(&p->auth)) {
+        ddb_sigv4_prep_free(p);
+        *err = "out of memory";
+        return NULL;
+    }
+    return p;
+}
+
+const char *ddb_sigv4_prep_sign(ddb_sigv4_prep *p, const char *timestamp, const unsigned char key[32],
+                                const char *target, size_t target_len, const char *body, size_t body_len,
+                                size_t *line_len) {
+    if (!p || !key || !ddb_sigv4_valid_timestamp(timestamp) || (!target && target_len) || (!body && body_len))
+        return NULL;
+    for (size_t i = 0; i < target_len; i++) /* ddb_sigv4_sign would trim it */
+        if (is_ws((unsigned char)target[i])) return NULL;
+
+    unsigned char md[SHA256_LEN];
+    char body_hex[2 * SHA256_LEN + 1];
+    sha_ctx c;
+    sha_init(&c);
+    if (body_len) sha_update(&c, body, body_len);
+    sha_final(&c, md);
+    hex_fixed(md, SHA256_LEN, body_hex);
+
+    /* the canonical request, from its prepared start */
+    c = p->creq;
+    sha_update(&c, timestamp, 16);
+    sha_update(&c, p->mid.p, p->mid.len);
+    if (target_len) sha_update(&c, target, target_len);
+    sha_update(&c, p->tail, p->tail_len);
+    sha_update(&c, body_hex, 2 * SHA256_LEN);
+    sha_final(&c, md);
+    OPENSSL_cleanse(&c, sizeof c);
+
+    /* the string to sign: timestamp, scope date, hash */
+    char *sts = p->sts.p;
+    memcpy(sts + STS_TS_OFF, timestamp, 16);
+    memcpy(sts + STS_DATE_OFF, timestamp, 8);
+    hex_fixed(md, SHA256_LEN, sts + p->sts.len - 2 * SHA256_LEN);
+
+    crypto_use_key(&p->crypto, key);
+    hmac_from_pads(&p->crypto.inner, &p->crypto.outer, sts, p->sts.len, md);
+
+    char *auth = p->auth.p;
+    memcpy(auth + p->auth_date_off, timestamp, 8);
+    hex_fixed(md, SHA256_LEN, auth + p->auth.len - 2 * SHA256_LEN); /* the last 64 characters */
+    if (line_len) *line_len = p->auth.len;
+    return auth;
 }

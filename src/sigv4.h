@@ -87,4 +87,42 @@ int ddb_sigv4_derive_key(const char *secret_access_key, const char *timestamp, c
 /* 1 when s is a valid "YYYYMMDDTHHMMSSZ" timestamp (field ranges checked). */
 int ddb_sigv4_valid_timestamp(const char *s);
 
+/* A signer prepared for the one request shape of the DynamoDB JSON protocol:
+ * POST "/" (normalize_path), no query, headers Host, Content-Type
+ * DDB_SIGV4_JSON_CONTENT_TYPE and X-Amz-Target, plus X-Amz-Date and (with a
+ * session token) X-Amz-Security-Token; body not signed (sign_body = 0).
+ * Its Authorization is byte-identical to ddb_sigv4_sign's for that request:
+ * the canonical request's constant start (through "x-amz-date:") is hashed
+ * once, the string to sign and the Authorization line are kept with only
+ * the date, scope date and signature rewritten per call, and the HMAC pads
+ * of the last signing key are kept (as ddb_sigv4_out does).
+ *
+ * ddb_sigv4_prep_new returns NULL, with *err, when ddb_sigv4_sign would
+ * refuse these values (region, service, access key id, session token) or
+ * out of memory: then sign with ddb_sigv4_sign, which gives the answer and
+ * its error. The host and the token are canonicalised as ddb_sigv4_sign
+ * does (trimmed, whitespace runs made one space); the session token is
+ * NULL or "" for none. The secret key is never given; the prepared signer
+ * keeps the signing key last passed and its HMAC pads, and the token:
+ * ddb_sigv4_prep_free cleanses them. Not thread-safe: one per thread. */
+#define DDB_SIGV4_JSON_CONTENT_TYPE "application/x-amz-json-1.0"
+#define DDB_SIGV4_AUTH_LINE_PREFIX "Authorization: "
+
+typedef struct ddb_sigv4_prep ddb_sigv4_prep;
+
+ddb_sigv4_prep *ddb_sigv4_prep_new(const char *host, size_t host_len, const char *region, const char *service,
+                                   const char *access_key_id, const char *session_token, const char **err);
+void ddb_sigv4_prep_free(ddb_sigv4_prep *p); /* cleanses; NULL is a no-op */
+
+/* Signs the request with X-Amz-Date `timestamp` and the signing key of its
+ * date (ddb_sigv4_derive_key with the same region and service). Returns the
+ * header line DDB_SIGV4_AUTH_LINE_PREFIX + Authorization value, NUL-terminated,
+ * valid until the next call or the free (*line_len its length); or NULL
+ * when the request is not one this signer makes exactly as ddb_sigv4_sign
+ * (an invalid timestamp, a target holding whitespace, a NULL body with a
+ * length): ddb_sigv4_sign then gives the answer. */
+const char *ddb_sigv4_prep_sign(ddb_sigv4_prep *p, const char *timestamp, const unsigned char key[32],
+                                const char *target, size_t target_len, const char *body, size_t body_len,
+                                size_t *line_len);
+
 #endif

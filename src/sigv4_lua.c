@@ -11,16 +11,26 @@
  * a userdata upvalue whose __gc cleanses it. While a call uses that state it
  * is marked busy (reset by __close, also when an error unwinds); a nested
  * call, from a metamethod or a finalizer run by an allocation, signs with a
- * fresh private state instead. */
+ * fresh private state instead.
+ *
+ * For the specs only (spec/sigv4_fastpath_spec.lua), the prepared signer the
+ * client signs with (ddb_sigv4_prep in sigv4.h), to compare with sign():
+ *   _sigv4_prep{host, region, service, access_key_id, session_token?}
+ *     -> p, or nil, err when ddb_sigv4_prep_new refuses the values
+ *   p:sign(timestamp, secret_access_key, target, body)
+ *     -> the Authorization value, or nil when the prepared signer refuses
+ *        the request (or the key cannot be derived) */
 #include <string.h>
 #include <time.h>
 
 #include <lauxlib.h>
+#include <openssl/crypto.h>
 
 #include "module.h"
 #include "sigv4.h"
 
 #define SIGNER_MT "ddb.sigv4.signer"
+#define PREP_MT "ddb.sigv4.prep"
 #define MAX_HEADERS 100000
 
 typedef struct {
@@ -185,6 +195,71 @@ static int l_sign(lua_State *L) {
     return 1;
 }
 
+/* ---- test-only: the prepared signer (see the top of this file) */
+
+typedef struct {
+    ddb_sigv4_prep *p;
+} prep_ud;
+
+static int prep_gc(lua_State *L) {
+    prep_ud *u = luaL_checkudata(L, 1, PREP_MT);
+    ddb_sigv4_prep_free(u->p);
+    u->p = NULL;
+    return 0;
+}
+
+static int l_prep_new(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    size_t host_len;
+    const char *host = get_string(L, "host", &host_len, REQUIRED);
+    const char *region = get_string(L, "region", NULL, REQUIRED | CSTRING);
+    const char *service = get_string(L, "service", NULL, REQUIRED | CSTRING);
+    const char *akid = get_string(L, "access_key_id", NULL, REQUIRED | CSTRING);
+    const char *token = get_string(L, "session_token", NULL, CSTRING);
+    prep_ud *u = lua_newuserdatauv(L, sizeof *u, 2); /* user values: region, service */
+    u->p = NULL;
+    luaL_setmetatable(L, PREP_MT);
+    lua_pushstring(L, region);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushstring(L, service);
+    lua_setiuservalue(L, -2, 2);
+    const char *err = NULL;
+    u->p = ddb_sigv4_prep_new(host, host_len, region, service, akid, token, &err);
+    if (!u->p) {
+        lua_pushnil(L);
+        lua_pushstring(L, err ? err : "refused");
+        return 2;
+    }
+    return 1;
+}
+
+static int l_prep_sign(lua_State *L) {
+    prep_ud *u = luaL_checkudata(L, 1, PREP_MT);
+    const char *ts = luaL_checkstring(L, 2);
+    const char *secret = luaL_checkstring(L, 3);
+    size_t target_len, body_len;
+    const char *target = luaL_checklstring(L, 4, &target_len);
+    const char *body = luaL_checklstring(L, 5, &body_len);
+    luaL_argcheck(L, u->p != NULL, 1, "closed");
+    lua_getiuservalue(L, 1, 1);
+    lua_getiuservalue(L, 1, 2);
+    const char *region = lua_tostring(L, -2), *service = lua_tostring(L, -1);
+    unsigned char key[32];
+    const char *line = NULL;
+    size_t len = 0;
+    if (ddb_sigv4_derive_key(secret, ts, region, service, key) == 0)
+        line = ddb_sigv4_prep_sign(u->p, ts, key, target, target_len, body, body_len, &len);
+    OPENSSL_cleanse(key, sizeof key);
+    if (!line) {
+        lua_pushnil(L);
+        return 1;
+    }
+    size_t skip = sizeof DDB_SIGV4_AUTH_LINE_PREFIX - 1;
+    lua_pushlstring(L, line + skip, len - skip);
+    return 1;
+}
+
 void ddb_open_sigv4(lua_State *L) {
     if (luaL_newmetatable(L, SIGNER_MT)) {
         lua_pushcfunction(L, signer_gc);
@@ -198,4 +273,16 @@ void ddb_open_sigv4(lua_State *L) {
     new_signer(L);
     lua_pushcclosure(L, l_sign, 1);
     lua_setfield(L, -2, "sign");
+    if (luaL_newmetatable(L, PREP_MT)) {
+        static const luaL_Reg m[] = {{"sign", l_prep_sign}, {NULL, NULL}};
+        luaL_newlib(L, m);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, prep_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushliteral(L, PREP_MT);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_prep_new);
+    lua_setfield(L, -2, "_sigv4_prep");
 }
