@@ -269,6 +269,29 @@ static int enc_array(enc_t *e, int idx, lua_Unsigned n, int depth) {
     return 0;
 }
 
+/* Encodes one object member: key at -2 (a string), value at -1 (at nesting
+ * depth `depth`); pops the value. */
+static int enc_member(enc_t *e, int first, int depth) {
+    lua_State *L = e->L;
+    size_t klen;
+    const char *k = lua_tolstring(L, -2, &klen);
+    int bad = 0;
+    if (!first) put_c(e->out, ',');
+    enc_string(e, k, klen, &bad);
+    if (bad) {
+        set_err(e->err, e->errlen, "invalid UTF-8 in string");
+        return -1;
+    }
+    put_c(e->out, ':');
+    if (enc_value(e, lua_gettop(L), depth) != 0) return -1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* A table is an array when it carries array_mt (elements 1..rawlen), or
+ * when its keys are exactly 1..n (n = rawlen > 0); an object when its keys
+ * are all strings ({} included); anything else is an error. The first key
+ * lua_next gives decides which check runs, so an object costs no rawlen. */
 static int enc_table(enc_t *e, int idx, int depth) {
     lua_State *L = e->L;
     static const char mixed[] = "table has mixed or non-string keys";
@@ -280,47 +303,39 @@ static int enc_table(enc_t *e, int idx, int depth) {
         set_err(e->err, e->errlen, "out of Lua stack");
         return -1;
     }
-    int is_array = 0;
     if (lua_getmetatable(L, idx)) {
-        is_array = lua_rawequal(L, -1, e->mt);
+        int is_array = lua_rawequal(L, -1, e->mt);
         lua_pop(L, 1);
+        if (is_array) return enc_array(e, idx, lua_rawlen(L, idx), depth);
     }
-    lua_Unsigned n = lua_rawlen(L, idx);
-    if (is_array) return enc_array(e, idx, n, depth);
-    if (n > 0) { /* t[1] is set: an array if the keys are exactly 1..n */
-        lua_Unsigned count = 0;
-        lua_pushnil(L);
+    lua_pushnil(L);
+    if (!lua_next(L, idx)) { /* empty: an object */
+        put(e->out, "{}", 2);
+        return 0;
+    }
+    if (lua_type(L, -2) == LUA_TSTRING) {
+        put_c(e->out, '{');
+        if (enc_member(e, 1, depth + 1) != 0) return -1;
         while (lua_next(L, idx)) {
-            lua_pop(L, 1);
-            if (!lua_isinteger(L, -1)) goto bad_keys;
-            lua_Integer k = lua_tointeger(L, -1);
-            if (k < 1 || (lua_Unsigned)k > n) goto bad_keys;
-            count++;
+            if (lua_type(L, -2) != LUA_TSTRING) goto bad_keys;
+            if (enc_member(e, 0, depth + 1) != 0) return -1;
         }
-        if (count != n) goto bad_keys;
-        return enc_array(e, idx, n, depth);
+        put_c(e->out, '}');
+        return 0;
     }
-    put_c(e->out, '{');
-    int first = 1;
+    lua_pop(L, 2); /* the first key and value: an array if the keys are exactly 1..n */
+    lua_Unsigned n = lua_rawlen(L, idx), count = 0;
+    if (n == 0) goto bad_keys;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING) goto bad_keys;
-        size_t klen;
-        const char *k = lua_tolstring(L, -2, &klen);
-        int bad = 0;
-        if (!first) put_c(e->out, ',');
-        first = 0;
-        enc_string(e, k, klen, &bad);
-        if (bad) {
-            set_err(e->err, e->errlen, "invalid UTF-8 in string");
-            return -1;
-        }
-        put_c(e->out, ':');
-        if (enc_value(e, lua_gettop(L), depth + 1) != 0) return -1;
         lua_pop(L, 1);
+        if (!lua_isinteger(L, -1)) goto bad_keys;
+        lua_Integer k = lua_tointeger(L, -1);
+        if (k < 1 || (lua_Unsigned)k > n) goto bad_keys;
+        count++;
     }
-    put_c(e->out, '}');
-    return 0;
+    if (count != n) goto bad_keys;
+    return enc_array(e, idx, n, depth);
 bad_keys:
     set_err(e->err, e->errlen, "%s", mixed);
     return -1;
