@@ -19,7 +19,12 @@
  *     or ".." segment), a sorted, encoded query, lowercase sorted unique
  *     signed header names including x-amz-date, the body hash last;
  *   - the canonical query is a fixed point: signing it as the query again
- *     gives the same canonical query. */
+ *     gives the same canonical query;
+ *   - with flag 64, the prepared signer of client requests (ddb_sigv4_prep,
+ *     host = the first header value, target = the second) gives the same
+ *     Authorization as ddb_sigv4_sign for the same POST / request, refuses
+ *     only values ddb_sigv4_sign refuses, and declines a request only when
+ *     ddb_sigv4_sign fails or the target holds whitespace. */
 #include <stdint.h>
 #include <string.h>
 
@@ -151,6 +156,58 @@ static void check_canonical(const ddb_sigv4_out *o, const ddb_sigv4_req *r, size
     FUZZ_CHECK(strlen(o->signature) == 64, "signature length");
 }
 
+static int has_ws(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\v' || s[i] == '\f') return 1;
+    return 0;
+}
+
+/* Flag 64: the prepared signer against ddb_sigv4_sign for r's values. */
+static void check_prepared(const ddb_sigv4_req *r, const ddb_header *h, size_t nh) {
+    const char *host = nh > 0 ? h[0].value : "", *target = nh > 1 ? h[1].value : "";
+    size_t host_len = nh > 0 ? h[0].value_len : 0, target_len = nh > 1 ? h[1].value_len : 0;
+    ddb_header hs[3] = {{"Host", 4, host, host_len},
+                        {"Content-Type", 12, DDB_SIGV4_JSON_CONTENT_TYPE, sizeof DDB_SIGV4_JSON_CONTENT_TYPE - 1},
+                        {"X-Amz-Target", 12, target, target_len}};
+    ddb_sigv4_req g = *r;
+    g.method = "POST";
+    g.path = "/";
+    g.path_len = 1;
+    g.query = "";
+    g.query_len = 0;
+    g.headers = hs;
+    g.nheaders = 3;
+    g.normalize_path = 1;
+    g.sign_body = 0;
+    g.signing_key = NULL;
+    ddb_sigv4_out o;
+    ddb_sigv4_out_init(&o);
+    const char *err = NULL;
+    int rc = ddb_sigv4_sign(&g, NULL, &o, &err);
+    ddb_sigv4_prep *p = ddb_sigv4_prep_new(host, host_len, r->region, r->service, r->access_key_id,
+                                           r->session_token, &err);
+    if (!p) {
+        FUZZ_CHECK(rc != 0, "the prepared signer refused values ddb_sigv4_sign accepts");
+    } else {
+        unsigned char key[32];
+        const char *line = NULL;
+        size_t line_len = 0;
+        if (ddb_sigv4_derive_key(r->secret_access_key, r->timestamp, r->region, r->service, key) == 0)
+            line = ddb_sigv4_prep_sign(p, r->timestamp, key, target, target_len, r->body, r->body_len, &line_len);
+        if (line) {
+            size_t plen = sizeof DDB_SIGV4_AUTH_LINE_PREFIX - 1;
+            FUZZ_CHECK(rc == 0, "the prepared signer signed what ddb_sigv4_sign refuses: %s", err);
+            FUZZ_CHECK(line_len == plen + o.authorization.len && memcmp(line, DDB_SIGV4_AUTH_LINE_PREFIX, plen) == 0 &&
+                           memcmp(line + plen, o.authorization.p, o.authorization.len) == 0,
+                       "prepared Authorization differs:\n%s\n%s", line, o.authorization.p);
+        } else {
+            FUZZ_CHECK(rc != 0 || has_ws(target, target_len), "the prepared signer declined a plain request");
+        }
+        ddb_sigv4_prep_free(p);
+    }
+    ddb_sigv4_out_free(&o);
+}
+
 static const char *field_or(const fuzz_field *f, int raw, const char *dflt, char **owned) {
     if (!raw) return dflt;
     *owned = fuzz_cstr(f->p, f->n); /* stops at no NUL: fields have none */
@@ -256,6 +313,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(cr1);
         ddb_sigv4_out_free(&o3);
     }
+
+    if (flags & 64) check_prepared(&r, h, nh);
 
     ddb_sigv4_out_free(&o1);
     ddb_sigv4_out_free(&o2);

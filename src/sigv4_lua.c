@@ -208,6 +208,11 @@ static int prep_gc(lua_State *L) {
     return 0;
 }
 
+static int prep_tostring(lua_State *L) {
+    lua_pushliteral(L, PREP_MT);
+    return 1;
+}
+
 static int l_prep_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -273,16 +278,8 @@ void ddb_open_sigv4(lua_State *L) {
     new_signer(L);
     lua_pushcclosure(L, l_sign, 1);
     lua_setfield(L, -2, "sign");
-    if (luaL_newmetatable(L, PREP_MT)) {
-        static const luaL_Reg m[] = {{"sign", l_prep_sign}, {NULL, NULL}};
-        luaL_newlib(L, m);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, prep_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushliteral(L, PREP_MT);
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    static const luaL_Reg prep_methods[] = {{"sign", l_prep_sign}, {NULL, NULL}};
+    ddb_new_class(L, PREP_MT, prep_methods, prep_gc, prep_tostring);
     lua_pushcfunction(L, l_prep_new);
     lua_setfield(L, -2, "_sigv4_prep");
 }
