@@ -79,6 +79,24 @@ describe("bin/ddb scripts", function()
     assert.is_table(json(out))
   end)
 
+  it("find the checkout's modules from inside bin/ddb and bin/ddb/patterns", function()
+    -- no default module path: only what the script's own bootstrap adds
+    local env = { "LUA_PATH=/nonexistent/?.lua", "LUA_CPATH=/nonexistent/?.so" }
+    local cases = {
+      { "bin/ddb", "./list-tables", { "--endpoint", moto.endpoint(), "--json" } },
+      { "bin/ddb", "patterns/list-conversations", { "--help" } },
+      { "bin/ddb/patterns", "./get-conversation", { "--help" } },
+      { "bin", "ddb/scan", { "--help" } },
+    }
+    for _, c in ipairs(cases) do
+      local code, out, err = run(nil, c[3], { script = c[2], cd = R.cwd() .. "/" .. c[1], env = env })
+      assert.equal(0, code, c[1] .. " " .. c[2] .. ": " .. err)
+      assert.equal("", err)
+      if c[3][1] == "--help" then assert.matches("usage:", out:lower(), 1, true)
+      else assert.is_table(json(out)) end
+    end
+  end)
+
   describe("against the emulator", function()
     local name = moto.table_name("scripts")
     local common = { "--endpoint", moto.endpoint(), "--table", name }
