@@ -1,11 +1,14 @@
 /* module.c: entry point of ddb.core, plus the small process-level helpers
  * the Lua layer needs and plain Lua lacks: a UTC clock with microseconds,
- * a sleep, cryptographically random bytes and isatty. */
+ * a sleep, cryptographically random bytes, isatty and fsync. */
 #include "module.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +56,38 @@ static int l_isatty(lua_State *L) {
     return 1;
 }
 
+/* fsync(f) -> true | nil, message: flushes the open Lua file f and makes its
+ * data durable (fsync). fsync(dir) -> the same for a directory path, so that
+ * a rename inside it is durable; a file system that cannot sync directories
+ * (EINVAL, ENOTSUP) counts as success. Raises for a closed file or another
+ * argument type. */
+static int l_fsync(lua_State *L) {
+    int rc, e;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        const char *dir = lua_tostring(L, 1);
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            e = errno;
+        } else {
+            rc = fsync(fd);
+            e = rc != 0 && errno != EINVAL && errno != ENOTSUP ? errno : 0;
+            close(fd);
+        }
+    } else {
+        luaL_Stream *f = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+        luaL_argcheck(L, f->closef != NULL, 1, "file is closed");
+        rc = fflush(f->f) == 0 ? fsync(fileno(f->f)) : -1;
+        e = rc != 0 ? errno : 0;
+    }
+    if (e) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(e));
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 void ddb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
                    lua_CFunction tostring) {
     if (luaL_newmetatable(L, name)) {
@@ -78,6 +113,7 @@ int luaopen_ddb_core(lua_State *L) {
         {"sleep_ms", l_sleep_ms},
         {"random_bytes", l_random_bytes},
         {"isatty", l_isatty},
+        {"fsync", l_fsync},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

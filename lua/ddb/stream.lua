@@ -193,8 +193,10 @@ end
 -- would, and hands each `GetRecords` page to `process`. Its position is a
 -- checkpoint file per stream: for every shard, the sequence number of the
 -- last record processed and whether the shard is finished (closed and read to
--- its end). The file is replaced atomically (a temporary file in the same
--- directory, closed, then `os.rename` over the old one) after every batch.
+-- its end). The file is replaced atomically after every batch: a temporary
+-- file in the same directory, written and synced to disk (fsync), then
+-- renamed over the old one, and the directory synced, so that a crash of the
+-- machine leaves the old checkpoint or the new one, never an empty file.
 
 --- Default for `opts.batch_size`: records per `GetRecords` call (the `Limit`).
 M.BATCH_SIZE = 100
@@ -366,7 +368,7 @@ local function write_checkpoint(st)
   local f, err = io.open(tmp, "wb")
   if not f then return io_error(tmp, "write", err) end
   local ok, werr = f:write(text)
-  if ok then ok, werr = f:flush() end
+  if ok then ok, werr = core.fsync(f) end
   local closed, cerr = f:close()
   if not ok or not closed then
     os.remove(tmp)
@@ -377,6 +379,8 @@ local function write_checkpoint(st)
     os.remove(tmp)
     return io_error(path, "replace", nerr)
   end
+  local synced, serr = core.fsync(st.dir)
+  if not synced then return io_error(st.dir, "sync the directory of", serr) end
   return true
 end
 
@@ -689,7 +693,7 @@ function M.run(client, opts)
     shards = 0, stream = arn, checkpoint = path, table = name }
   local should_stop = o.should_stop
   local st = {
-    client = client, o = o, ropts = ropts, arn = arn, table = name, path = path,
+    client = client, o = o, ropts = ropts, arn = arn, table = name, path = path, dir = o.checkpoint_dir,
     tmp = ("%s.%s.tmp"):format(path, fnv1a64(core.random_bytes(8))),
     cp = cp, fresh = next(cp) == nil, live = {}, summary = summary,
     stop = should_stop and function() return should_stop() == true end or function() return false end,
