@@ -230,3 +230,47 @@ describe("client against moto", function()
     assert.has_error(function() c:call("ListTables", {}) end)
   end)
 end)
+
+describe("client and the Lua collector", function()
+  local fault_server = require("spec.support.fault_server")
+  local server, client
+  -- a Query response over 4 KB: the client runs a collector step before decoding it
+  local items = {}
+  for i = 1, 40 do
+    items[i] = { pk = { S = "MSG#" .. i }, sk = { S = ("2026-11-27T00:00:%02d.000000+00:00"):format(i % 60) },
+      message = { S = string.rep("words ", 20) } }
+  end
+  local big = require("cjson").encode({ Count = 40, Items = items })
+
+  setup(function()
+    server = fault_server.start()
+    server:default({ status = 200, body = big })
+    client = assert(ddb.client({ endpoint = server.url, region = "us-east-1",
+      access_key_id = "AKIDGC", secret_access_key = "secret", max_attempts = 1 }))
+  end)
+
+  teardown(function()
+    client:close()
+    server:stop()
+  end)
+
+  it("decodes large responses whole, and leaves a stopped collector stopped", function()
+    assert.is_true(#big > 4096)
+    collectgarbage("stop")
+    local ok, err = pcall(function()
+      local last = collectgarbage("count")
+      for _ = 1, 200 do
+        for _ = 1, 100 do local _ = {} end -- garbage a collector step would free
+        local res = assert(client:call("Query", { TableName = "t" }))
+        assert.equal(40, #res.Items)
+        assert.equal(string.rep("words ", 20), res.Items[40].message.S)
+        local now = collectgarbage("count")
+        assert(now >= last, "memory went down while the collector was stopped")
+        last = now
+      end
+      assert.is_false(collectgarbage("isrunning"))
+    end)
+    collectgarbage("restart")
+    assert(ok, err)
+  end)
+end)
