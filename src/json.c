@@ -140,21 +140,11 @@ static inline void put_c(ddb_buf *b, char c) {
     else ddb_buf_addc(b, c);
 }
 
-static void enc_string(enc_t *e, const char *s, size_t len, int *bad) {
+/* The string s[0..len) from p, its first byte to escape or check, on. */
+static void enc_string_escaped(enc_t *e, const char *s, size_t len, const unsigned char *p, int *bad) {
     static const char hex[] = "0123456789abcdef";
     ddb_buf *b = e->out;
-    const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
-    p = skip_plain(p, end);
-    if (p == end) { /* printable ASCII without quotes or backslashes: one copy */
-        if (b->cap - b->len > len + 2 || ddb_buf_reserve(b, len + 2) == 0) {
-            char *o = b->p + b->len;
-            o[0] = '"';
-            memcpy(o + 1, s, len);
-            o[len + 1] = '"';
-            b->len += len + 2;
-        }
-        return;
-    }
+    const unsigned char *end = (const unsigned char *)s + len, *run = (const unsigned char *)s;
     if (ddb_buf_reserve(b, len + 2) != 0) return;
     put_c(b, '"');
     for (;;) {
@@ -192,6 +182,25 @@ static void enc_string(enc_t *e, const char *s, size_t len, int *bad) {
     }
     put(b, run, (size_t)(end - run));
     put_c(b, '"');
+}
+
+/* Appends s[0..len) as a JSON string; *bad = 1 when it is not valid UTF-8.
+ * Inline: most strings are printable ASCII without quotes or backslashes,
+ * copied in one piece. */
+static inline void enc_string(enc_t *e, const char *s, size_t len, int *bad) {
+    ddb_buf *b = e->out;
+    const unsigned char *p = skip_plain((const unsigned char *)s, (const unsigned char *)s + len);
+    if (p != (const unsigned char *)s + len) {
+        enc_string_escaped(e, s, len, p, bad);
+        return;
+    }
+    if (b->cap - b->len > len + 2 || ddb_buf_reserve(b, len + 2) == 0) {
+        char *o = b->p + b->len;
+        o[0] = '"';
+        memcpy(o + 1, s, len);
+        o[len + 1] = '"';
+        b->len += len + 2;
+    }
 }
 
 static void enc_integer(ddb_buf *b, lua_Integer v) {
@@ -258,23 +267,24 @@ static int enc_float(enc_t *e, double x) {
 
 static int enc_array(enc_t *e, int idx, lua_Unsigned n, int depth) {
     lua_State *L = e->L;
+    int top = lua_gettop(L);
     put_c(e->out, '[');
     for (lua_Unsigned i = 1; i <= n; i++) {
         if (i > 1) put_c(e->out, ',');
         lua_rawgeti(L, idx, (lua_Integer)i);
-        if (enc_value(e, lua_gettop(L), depth + 1) != 0) return -1;
-        lua_pop(L, 1);
+        if (enc_value(e, top + 1, depth + 1) != 0) return -1;
+        lua_settop(L, top);
     }
     put_c(e->out, ']');
     return 0;
 }
 
-/* Encodes one object member: key at -2 (a string), value at -1 (at nesting
- * depth `depth`); pops the value. */
-static int enc_member(enc_t *e, int first, int depth) {
+/* Encodes one object member: key at top + 1 (a string), value at top + 2
+ * (at nesting depth `depth`); pops the value. */
+static int enc_member(enc_t *e, int top, int first, int depth) {
     lua_State *L = e->L;
     size_t klen;
-    const char *k = lua_tolstring(L, -2, &klen);
+    const char *k = lua_tolstring(L, top + 1, &klen);
     int bad = 0;
     if (!first) put_c(e->out, ',');
     enc_string(e, k, klen, &bad);
@@ -283,8 +293,8 @@ static int enc_member(enc_t *e, int first, int depth) {
         return -1;
     }
     put_c(e->out, ':');
-    if (enc_value(e, lua_gettop(L), depth) != 0) return -1;
-    lua_pop(L, 1);
+    if (enc_value(e, top + 2, depth) != 0) return -1;
+    lua_settop(L, top + 1);
     return 0;
 }
 
@@ -299,7 +309,9 @@ static int enc_table(enc_t *e, int idx, int depth) {
         set_err(e->err, e->errlen, "nesting deeper than %d levels (or a cycle)", DDB_JSON_MAX_DEPTH);
         return -1;
     }
-    if (!lua_checkstack(L, 4)) {
+    /* each level holds at most a key and a value, plus a metatable for a
+     * moment: room for the next 8 levels (17 slots; 24 asked), checked every 8 */
+    if ((depth & 7) == 0 && !lua_checkstack(L, 24)) {
         set_err(e->err, e->errlen, "out of Lua stack");
         return -1;
     }
@@ -308,17 +320,18 @@ static int enc_table(enc_t *e, int idx, int depth) {
         lua_pop(L, 1);
         if (is_array) return enc_array(e, idx, lua_rawlen(L, idx), depth);
     }
+    int top = lua_gettop(L);
     lua_pushnil(L);
     if (!lua_next(L, idx)) { /* empty: an object */
         put(e->out, "{}", 2);
         return 0;
     }
-    if (lua_type(L, -2) == LUA_TSTRING) {
+    if (lua_type(L, top + 1) == LUA_TSTRING) {
         put_c(e->out, '{');
-        if (enc_member(e, 1, depth + 1) != 0) return -1;
+        if (enc_member(e, top, 1, depth + 1) != 0) return -1;
         while (lua_next(L, idx)) {
-            if (lua_type(L, -2) != LUA_TSTRING) goto bad_keys;
-            if (enc_member(e, 0, depth + 1) != 0) return -1;
+            if (lua_type(L, top + 1) != LUA_TSTRING) goto bad_keys;
+            if (enc_member(e, top, 0, depth + 1) != 0) return -1;
         }
         put_c(e->out, '}');
         return 0;
