@@ -166,20 +166,15 @@ static int has_ws(const char *s, size_t n) {
 static void check_prepared(const ddb_sigv4_req *r, const ddb_header *h, size_t nh) {
     const char *host = nh > 0 ? h[0].value : "", *target = nh > 1 ? h[1].value : "";
     size_t host_len = nh > 0 ? h[0].value_len : 0, target_len = nh > 1 ? h[1].value_len : 0;
-    ddb_header hs[3] = {{"Host", 4, host, host_len},
-                        {"Content-Type", 12, DDB_SIGV4_JSON_CONTENT_TYPE, sizeof DDB_SIGV4_JSON_CONTENT_TYPE - 1},
-                        {"X-Amz-Target", 12, target, target_len}};
-    ddb_sigv4_req g = *r;
-    g.method = "POST";
-    g.path = "/";
-    g.path_len = 1;
-    g.query = "";
-    g.query_len = 0;
-    g.headers = hs;
-    g.nheaders = 3;
-    g.normalize_path = 1;
-    g.sign_body = 0;
-    g.signing_key = NULL;
+    ddb_header hs[3];
+    ddb_sigv4_req g;
+    ddb_sigv4_json_request(&g, hs, host, host_len, target, target_len, r->body, r->body_len);
+    g.region = r->region;
+    g.service = r->service;
+    g.access_key_id = r->access_key_id;
+    g.secret_access_key = r->secret_access_key;
+    g.session_token = r->session_token;
+    g.timestamp = r->timestamp;
     ddb_sigv4_out o;
     ddb_sigv4_out_init(&o);
     const char *err = NULL;

@@ -707,29 +707,15 @@ static const char *sign_request(lua_State *L, client *c, const endpoint *ep, con
                                                body_len, NULL);
         if (line) return line;
     }
-    ddb_header hs[3] = {
-        {"Host", 4, ep->host, ep->host_len},
-        {"Content-Type", 12, DDB_SIGV4_JSON_CONTENT_TYPE, sizeof DDB_SIGV4_JSON_CONTENT_TYPE - 1},
-        {"X-Amz-Target", 12, target, target_len},
-    };
-    ddb_sigv4_req req = {0};
-    req.method = "POST";
-    req.path = "/";
-    req.path_len = 1;
-    req.query = "";
-    req.query_len = 0;
-    req.headers = hs;
-    req.nheaders = 3;
-    req.body = body;
-    req.body_len = body_len;
+    ddb_header hs[3];
+    ddb_sigv4_req req;
+    ddb_sigv4_json_request(&req, hs, ep->host, ep->host_len, target, target_len, body, body_len);
     req.region = c->region;
     req.service = "dynamodb";
     req.access_key_id = c->akid;
     req.secret_access_key = c->secret;
     req.session_token = c->token;
     req.timestamp = date;
-    req.normalize_path = 1;
-    req.sign_body = 0;
     req.signing_key = c->signing_key;
     const char *serr = NULL;
     if (ddb_sigv4_sign(&req, &c->cache, &c->sig, &serr) != 0)

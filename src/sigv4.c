@@ -823,6 +823,25 @@ void ddb_sigv4_prep_free(ddb_sigv4_prep *p) {
     free(p);
 }
 
+void ddb_sigv4_json_request(ddb_sigv4_req *req, ddb_header hs[3], const char *host, size_t host_len,
+                            const char *target, size_t target_len, const char *body, size_t body_len) {
+    hs[0] = (ddb_header){"Host", 4, host, host_len};
+    hs[1] = (ddb_header){"Content-Type", 12, DDB_SIGV4_JSON_CONTENT_TYPE, sizeof DDB_SIGV4_JSON_CONTENT_TYPE - 1};
+    hs[2] = (ddb_header){"X-Amz-Target", 12, target, target_len};
+    memset(req, 0, sizeof *req);
+    req->method = "POST";
+    req->path = "/";
+    req->path_len = 1;
+    req->query = "";
+    req->query_len = 0;
+    req->headers = hs;
+    req->nheaders = 3;
+    req->body = body;
+    req->body_len = body_len;
+    req->normalize_path = 1;
+    req->sign_body = 0;
+}
+
 ddb_sigv4_prep *ddb_sigv4_prep_new(const char *host, size_t host_len, const char *region, const char *service,
                                    const char *access_key_id, const char *session_token, const char **err) {
     const char *ignored;

@@ -110,6 +110,13 @@ int ddb_sigv4_valid_timestamp(const char *s);
 
 typedef struct ddb_sigv4_prep ddb_sigv4_prep;
 
+/* Fills *req (cleared first) and hs with that request for ddb_sigv4_sign:
+ * POST "/", no query, Host, Content-Type and X-Amz-Target (hs, which must
+ * outlive req), normalize_path, sign_body 0, the body. The caller adds
+ * region, service, credentials and timestamp (and a signing key). */
+void ddb_sigv4_json_request(ddb_sigv4_req *req, ddb_header hs[3], const char *host, size_t host_len,
+                            const char *target, size_t target_len, const char *body, size_t body_len);
+
 ddb_sigv4_prep *ddb_sigv4_prep_new(const char *host, size_t host_len, const char *region, const char *service,
                                    const char *access_key_id, const char *session_token, const char **err);
 void ddb_sigv4_prep_free(ddb_sigv4_prep *p); /* cleanses; NULL is a no-op */
