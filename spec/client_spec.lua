@@ -273,4 +273,35 @@ describe("client and the Lua collector", function()
     collectgarbage("restart")
     assert(ok, err)
   end)
+
+  it("refuses to be closed or used by a finalizer that runs in the middle of one of its requests", function()
+    -- every call leaves one object whose finalizer closes the client (then
+    -- tries a call): finalizers run at the collector's steps, which the
+    -- requests' own allocations trigger, so most run inside a request
+    local c = assert(ddb.client({ endpoint = server.url, region = "us-east-1",
+      access_key_id = "AKIDGC", secret_access_key = "secret", max_attempts = 1 }))
+    local ran, refused, inside = 0, 0, 0
+    for _ = 1, 300 do
+      setmetatable({}, { __gc = function()
+        ran = ran + 1
+        local closed, cerr = pcall(c.close, c)
+        if not closed then
+          assert(tostring(cerr):find("closed while one of its requests is running", 1, true), cerr)
+          refused = refused + 1
+          local used, uerr = pcall(c.call, c, "ListTables", {})
+          assert(not used and tostring(uerr):find("used while one of its requests is running", 1, true), uerr)
+          inside = inside + 1
+        end
+      end })
+      local res, err = c:call("Query", { TableName = "t" })
+      if not res then break end -- the client was closed between two requests
+      assert.equal(40, #res.Items, tostring(err))
+      assert.equal(string.rep("words ", 20), res.Items[40].message.S)
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(ran > 0)
+    assert.is_true(inside > 0, "no finalizer ran inside a request")
+    assert.equal(refused, inside)
+  end)
 end)

@@ -60,6 +60,7 @@ typedef struct {
     int debug;      /* 0 off, 1 on (stderr or the sink), 2 on with bodies */
     int debug_sink; /* the debug lines go to the function in user value 1, not stderr */
     int in_sink;    /* that function is running: the client must not be reentered */
+    int busy;       /* a request() is running (reset by its guard, errors too) */
     ddb_buf dbg;    /* the debug line being built */
     int closed;
 } client;
@@ -149,7 +150,26 @@ static client *check_client(lua_State *L) {
     client *c = luaL_checkudata(L, 1, DDB_CLIENT_MT);
     if (c->closed) luaL_error(L, "ddb client is closed");
     if (c->in_sink) luaL_error(L, "ddb client used from its own debug function");
+    if (c->busy) luaL_error(L, "ddb client used while one of its requests is running (from a finalizer?)");
     return c;
+}
+
+/* The guard of a client's request(): a userdata (user value 2 of the client)
+ * that request() marks to-be-closed, so that its __close clears c->busy when
+ * the request returns or an error unwinds it. While busy, the client cannot
+ * be used or closed: a finalizer that the collector runs in the middle of a
+ * request (any Lua allocation can run one) would otherwise free the buffers
+ * the request is reading. */
+#define GUARD_MT "ddb.core.client.guard"
+
+typedef struct {
+    client *c;
+} guard;
+
+static int guard_close(lua_State *L) {
+    guard *g = luaL_checkudata(L, 1, GUARD_MT);
+    g->c->busy = 0;
+    return 0;
 }
 
 /* Reads a string field; required fields raise when absent or not strings. */
@@ -241,7 +261,7 @@ static int l_client_new(lua_State *L) {
     int debug = bool_field(L, 1, "debug");
     if (debug && bool_field(L, 1, "debug_body")) debug = 2;
 
-    client *c = lua_newuserdatauv(L, sizeof *c, 1);
+    client *c = lua_newuserdatauv(L, sizeof *c, 2);
     memset(c, 0, sizeof *c);
     c->closed = 1; /* until fully built, so __gc on a half-built client is safe */
     luaL_setmetatable(L, DDB_CLIENT_MT);
@@ -252,6 +272,10 @@ static int l_client_new(lua_State *L) {
     ddb_buf_init(&c->target_line);
     ddb_buf_init(&c->auth_line);
     ddb_buf_init(&c->dbg);
+    guard *g = lua_newuserdatauv(L, sizeof *g, 0); /* user value 2: the guard */
+    g->c = c;
+    luaL_setmetatable(L, GUARD_MT);
+    lua_setiuservalue(L, -2, 2);
     c->closed = 0;
     c->debug = debug;
     if (dtype == LUA_TFUNCTION) { /* user value 1: the sink */
@@ -735,6 +759,10 @@ static int l_request(lua_State *L) {
     int ptype = lua_type(L, 3);
     luaL_argexpected(L, ptype == LUA_TTABLE || ptype == LUA_TSTRING, 3, "table or string");
     const endpoint *ep = &c->ep[lua_toboolean(L, 4) ? 1 : 0];
+    lua_settop(L, 4);
+    lua_getiuservalue(L, 1, 2); /* the guard, at 5: clears busy however this returns */
+    lua_toclose(L, 5);
+    c->busy = 1;
 
     const char *body;
     size_t body_len;
@@ -804,6 +832,7 @@ static int l_request(lua_State *L) {
 static int l_close(lua_State *L) {
     client *c = luaL_checkudata(L, 1, DDB_CLIENT_MT);
     if (c->in_sink) return luaL_error(L, "ddb client closed from its own debug function");
+    if (c->busy) return luaL_error(L, "ddb client closed while one of its requests is running (from a finalizer?)");
     client_release(c);
     return 0;
 }
@@ -847,6 +876,11 @@ void ddb_open_client(lua_State *L) {
         {NULL, NULL},
     };
     ddb_new_class(L, DDB_CLIENT_MT, methods, l_close, l_tostring);
+    if (luaL_newmetatable(L, GUARD_MT)) {
+        lua_pushcfunction(L, guard_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
     lua_pushcfunction(L, l_client_new);
     lua_setfield(L, -2, "client");
     lua_pushcfunction(L, l_item_size);

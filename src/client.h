@@ -23,7 +23,9 @@
  * SigV4 signer prepared per endpoint (ddb_sigv4_prep, sigv4.h: the same
  * Authorization as ddb_sigv4_sign, which signs where the prepared signer
  * refuses the values) and reusable buffers, so a warm call allocates little. Credentials are held in
- * C memory, cleansed on close, and never printed.
+ * C memory, cleansed on close, and never printed. While a request() runs,
+ * the client cannot be used or closed (an error): a finalizer run by the
+ * collector in the middle of a request would free what it reads.
  *
  * Secrets: the messages of the failures above, and c:redact(s) for messages
  * from elsewhere, have the secret key and the session token (when 8 bytes or
