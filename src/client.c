@@ -60,7 +60,7 @@ typedef struct {
     int debug;      /* 0 off, 1 on (stderr or the sink), 2 on with bodies */
     int debug_sink; /* the debug lines go to the function in user value 1, not stderr */
     int in_sink;    /* that function is running: the client must not be reentered */
-    int busy;       /* a request() is running (reset by its guard, errors too) */
+    int busy;       /* a request() is running (ddb_guard_arm: cleared however it ends) */
     ddb_buf dbg;    /* the debug line being built */
     int closed;
 } client;
@@ -154,23 +154,7 @@ static client *check_client(lua_State *L) {
     return c;
 }
 
-/* The guard of a client's request(): a userdata (user value 2 of the client)
- * that request() marks to-be-closed, so that its __close clears c->busy when
- * the request returns or an error unwinds it. While busy, the client cannot
- * be used or closed: a finalizer that the collector runs in the middle of a
- * request (any Lua allocation can run one) would otherwise free the buffers
- * the request is reading. */
-#define GUARD_MT "ddb.core.client.guard"
 
-typedef struct {
-    client *c;
-} guard;
-
-static int guard_close(lua_State *L) {
-    guard *g = luaL_checkudata(L, 1, GUARD_MT);
-    g->c->busy = 0;
-    return 0;
-}
 
 /* Reads a string field; required fields raise when absent or not strings. */
 static const char *str_field(lua_State *L, int idx, const char *name, int required) {
@@ -272,9 +256,7 @@ static int l_client_new(lua_State *L) {
     ddb_buf_init(&c->target_line);
     ddb_buf_init(&c->auth_line);
     ddb_buf_init(&c->dbg);
-    guard *g = lua_newuserdatauv(L, sizeof *g, 0); /* user value 2: the guard */
-    g->c = c;
-    luaL_setmetatable(L, GUARD_MT);
+    ddb_guard_new(L, &c->busy); /* user value 2: request()'s guard of c->busy */
     lua_setiuservalue(L, -2, 2);
     c->closed = 0;
     c->debug = debug;
@@ -753,16 +735,14 @@ static const char *sign_request(lua_State *L, client *c, const endpoint *ep, con
 /* c:request(target, params, streams) — see client.h. */
 static int l_request(lua_State *L) {
     client *c = check_client(L);
+    lua_settop(L, 4);
+    ddb_guard_arm(L, 1, 2, &c->busy); /* at 5, before anything can allocate (and so run a finalizer) */
     size_t target_len;
     const char *target = luaL_checklstring(L, 2, &target_len);
     luaL_argcheck(L, target_safe(target, target_len), 2, "X-Amz-Target must be letters, digits, '_' and '.'");
     int ptype = lua_type(L, 3);
     luaL_argexpected(L, ptype == LUA_TTABLE || ptype == LUA_TSTRING, 3, "table or string");
     const endpoint *ep = &c->ep[lua_toboolean(L, 4) ? 1 : 0];
-    lua_settop(L, 4);
-    lua_getiuservalue(L, 1, 2); /* the guard, at 5: clears busy however this returns */
-    lua_toclose(L, 5);
-    c->busy = 1;
 
     const char *body;
     size_t body_len;
@@ -876,11 +856,6 @@ void ddb_open_client(lua_State *L) {
         {NULL, NULL},
     };
     ddb_new_class(L, DDB_CLIENT_MT, methods, l_close, l_tostring);
-    if (luaL_newmetatable(L, GUARD_MT)) {
-        lua_pushcfunction(L, guard_close);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_pop(L, 1);
     lua_pushcfunction(L, l_client_new);
     lua_setfield(L, -2, "client");
     lua_pushcfunction(L, l_item_size);

@@ -36,6 +36,7 @@ typedef struct {
     ddb_transport *t;
     ddb_response resp;
     int closed;
+    int busy; /* a request() is running: no finalizer may use or close h (ddb_guard_arm) */
 } http_client;
 
 static void http_release(http_client *h) {
@@ -90,11 +91,13 @@ static int l_http_client(lua_State *L) {
         return luaL_error(L, "http_client option 'ca_file' must not contain NUL bytes");
     lua_pop(L, 1);
 
-    http_client *h = lua_newuserdatauv(L, sizeof *h, 0);
+    http_client *h = lua_newuserdatauv(L, sizeof *h, 1);
     memset(h, 0, sizeof *h);
     ddb_response_init(&h->resp);
     h->resp.want_headers = 1;
     luaL_setmetatable(L, DDB_HTTP_MT);
+    ddb_guard_new(L, &h->busy); /* user value 1: request()'s guard of h->busy */
+    lua_setiuservalue(L, -2, 1);
     char err[256];
     h->t = ddb_transport_new(&to, err, sizeof err);
     if (!h->t) {
@@ -107,6 +110,7 @@ static int l_http_client(lua_State *L) {
 static http_client *check_open(lua_State *L) {
     http_client *h = luaL_checkudata(L, 1, DDB_HTTP_MT);
     if (h->closed) luaL_error(L, "ddb http client is closed");
+    if (h->busy) luaL_error(L, "ddb http client used while one of its requests is running (from a finalizer?)");
     return h;
 }
 
@@ -239,6 +243,8 @@ static void push_headers(lua_State *L, const ddb_buf *b) {
 /* h:request(method, url, headers, body) */
 static int l_request(lua_State *L) {
     http_client *h = check_open(L);
+    lua_settop(L, 5);
+    ddb_guard_arm(L, 1, 1, &h->busy); /* at 6, before anything can allocate (and so run a finalizer) */
     size_t ml, ul, bl = 0;
     luaL_checktype(L, 2, LUA_TSTRING); /* strings only: no number converted to a method, URL or body */
     luaL_checktype(L, 3, LUA_TSTRING);
@@ -274,7 +280,9 @@ static int l_request(lua_State *L) {
 }
 
 static int l_close(lua_State *L) {
-    http_release(luaL_checkudata(L, 1, DDB_HTTP_MT));
+    http_client *h = luaL_checkudata(L, 1, DDB_HTTP_MT);
+    if (h->busy) return luaL_error(L, "ddb http client closed while one of its requests is running (from a finalizer?)");
+    http_release(h);
     return 0;
 }
 

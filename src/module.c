@@ -88,6 +88,30 @@ static int l_fsync(lua_State *L) {
     return 1;
 }
 
+#define GUARD_MT "ddb.core.guard"
+
+static int guard_close(lua_State *L) {
+    int **flag = luaL_checkudata(L, 1, GUARD_MT);
+    **flag = 0;
+    return 0;
+}
+
+void ddb_guard_new(lua_State *L, int *flag) {
+    int **g = lua_newuserdatauv(L, sizeof *g, 0);
+    *g = flag;
+    if (luaL_newmetatable(L, GUARD_MT)) {
+        lua_pushcfunction(L, guard_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+}
+
+void ddb_guard_arm(lua_State *L, int obj, int uv, int *flag) {
+    lua_getiuservalue(L, obj, uv);
+    lua_toclose(L, -1);
+    *flag = 1;
+}
+
 void ddb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
                    lua_CFunction tostring) {
     if (luaL_newmetatable(L, name)) {

@@ -21,4 +21,18 @@ void ddb_open_http(lua_State *L);    /* http_client(opts) userdata     http.c   
 void ddb_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
                    lua_CFunction tostring);
 
+/* A flag that is set while a C function runs and cleared however it ends
+ * (return or error): for objects whose methods must not be reentered, e.g.
+ * by a finalizer that the collector runs at an allocation in the middle of
+ * one. ddb_guard_new(L, flag) pushes a guard for `flag` (an int in the
+ * object's userdata): store it as a user value of that object so that it
+ * lives as long as the flag. ddb_guard_arm(L, obj, uv, flag), inside a
+ * method (obj: the object's stack index, uv: the user value holding the
+ * guard), pushes the guard, marks it to-be-closed and sets *flag; its
+ * __close clears it. Arm it before anything in the method that can allocate
+ * (converting an argument to a string included): any allocation can run a
+ * finalizer. */
+void ddb_guard_new(lua_State *L, int *flag);
+void ddb_guard_arm(lua_State *L, int obj, int uv, int *flag);
+
 #endif
