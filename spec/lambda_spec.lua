@@ -17,6 +17,7 @@ local schema = require("ddb.schema")
 local moto = require("support.moto")
 local R = require("support.run")
 local fault_server = require("spec.support.fault_server")
+local finalizers = require("spec.support.finalizers")
 
 local ROOT = R.cwd()
 local BOOTSTRAP = ROOT .. "/examples/lambda/bootstrap"
@@ -225,37 +226,16 @@ describe("core.http_client", function()
   it("refuses to be closed by a finalizer that runs in the middle of one of its requests", function()
     -- header values that are numbers are converted to strings: allocations
     -- inside request() at which the collector may run a finalizer
-    local function in_request()
-      for level = 2, 40 do
-        local info = debug.getinfo(level, "n")
-        if not info then return false end
-        if info.name == "request" then return true end
-      end
-      return false
-    end
-    local headers = {}
+    local headers, url = {}, srv.url .. "/gc"
     for i = 1, 40 do headers["X-N" .. i] = i * 1.5 end
-    local inside, wrong = 0, {} -- an error in a finalizer is only a warning: counted instead
-    local mt = { __gc = function()
-      if not in_request() then return end
-      inside = inside + 1
+    local inside, wrong = finalizers.run_inside("request", 300, function()
+      assert(h:request("GET", url, headers) == 200)
+    end, function()
       local ok, err = pcall(h.close, h)
       if ok or not tostring(err):find("closed while one of its requests is running", 1, true) then
-        wrong[#wrong + 1] = tostring(err)
+        return tostring(err)
       end
-    end }
-    local objs, url = {}, srv.url .. "/gc"
-    for i = 1, 300 do objs[i] = setmetatable({}, mt) end
-    local mode = collectgarbage("incremental", 10, 1000, 10) -- a step every KiB, cycles back to back
-    collectgarbage() -- from a finished cycle
-    for i = 1, 300 do
-      objs[i] = nil -- garbage for the next cycle, which the requests' allocations drive
-      assert(h:request("GET", url, headers) == 200)
-    end
-    collectgarbage("incremental", 200, 100, 13) -- Lua 5.4's defaults
-    if mode == "generational" then collectgarbage("generational") end
-    collectgarbage()
-    assert.equal(0, #objs)
+    end)
     assert.is_true(inside > 0, "no finalizer ran inside a request")
     assert.same({}, wrong)
   end)
