@@ -234,6 +234,7 @@ end)
 describe("client and the Lua collector", function()
   local fault_server = require("spec.support.fault_server")
   local finalizers = require("spec.support.finalizers")
+  local R = require("spec.support.run")
   local server, client
   -- a Query response over 4 KB: the client runs a collector step before decoding it
   local items = {}
@@ -273,6 +274,19 @@ describe("client and the Lua collector", function()
     end)
     collectgarbage("restart")
     assert(ok, err)
+  end)
+
+  it("leaves the program's collector in the mode it found it (the client asks which one it is)", function()
+    -- a fresh interpreter each: the answer is remembered per Lua state
+    for _, mode in ipairs({ "incremental", "generational" }) do
+      local code = ("collectgarbage(%q); local c = require('ddb').client{ endpoint = %q, region = 'us-east-1',"
+        .. " access_key_id = 'a', secret_access_key = 'b' }; c:close(); io.write(collectgarbage(%q))")
+        :format(mode, server.url, mode)
+      local p = assert(io.popen("lua5.4 -e " .. R.quote(code) .. " 2>&1"))
+      local out = p:read("a")
+      p:close()
+      assert.equal(mode, out) -- collectgarbage(mode) returns the mode it switched from
+    end
   end)
 
   it("refuses to be closed or used by a finalizer that runs in the middle of one of its requests", function()

@@ -15,16 +15,40 @@
 #include "sigv4.h"
 #include "transport.h"
 
-/* Responses from this size on (bytes) are decoded after one step of the Lua
- * collector. Their decode allocates more than a step's worth, so the
- * collector steps during it anyway; stepping just before means the blocks
- * it frees are the ones the decoder then reuses. Without it the decode
- * starts on malloc's slow path: libcurl allocates a 16 KB buffer per
- * transfer, and glibc answers a request that large by merging all its freed
- * small blocks (most of them the collector's) first. 20-item Query: 50.4 ->
- * 44.4 us CPU per call (bench/optimisation-log.md). Skipped while the
+/* Under the generational collector (which Lua's standalone interpreter
+ * runs), responses from this size on (bytes) are decoded after one collector
+ * step, a young collection. Without it the decode started on malloc's slow
+ * path: libcurl allocates a 16 KB buffer per transfer, and glibc answers a
+ * request that large by first merging all its freed small blocks, most of
+ * them the previous decode's garbage; collected just before, that garbage
+ * is what the decoder reuses. 20-item Query: 52.9 -> 47.0 us CPU per call.
+ * Under the incremental collector the extra step only adds work (55.3 ->
+ * 57.4 us), so it is not taken (bench/optimisation-log.md). Nor while the
  * program has stopped the collector. */
 #define GC_STEP_BEFORE_DECODE 4096
+
+/* Whether the program runs the generational collector, learned once per Lua
+ * state (a registry flag): the C API can only tell by switching, so this
+ * asks for generational mode, which changes nothing when it already is, and
+ * otherwise switches back to incremental with the same parameters (the round
+ * trip completes one collection cycle, once). Unknown (0, not remembered)
+ * while the collector is stopped or running. */
+static int generational_gc(lua_State *L) {
+    static const char key = 'g';
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key) != LUA_TNIL) {
+        int gen = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        return gen;
+    }
+    lua_pop(L, 1);
+    if (!lua_gc(L, LUA_GCISRUNNING)) return 0;
+    int prev = lua_gc(L, LUA_GCGEN, 0, 0);
+    if (prev == LUA_GCINC) lua_gc(L, LUA_GCINC, 0, 0, 0);
+    else if (prev != LUA_GCGEN) return 0; /* -1: called from inside the collector */
+    lua_pushboolean(L, prev == LUA_GCGEN);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key);
+    return prev == LUA_GCGEN;
+}
 
 typedef struct {
     char *url, *host;
@@ -61,6 +85,7 @@ typedef struct {
     int debug_sink; /* the debug lines go to the function in user value 1, not stderr */
     int in_sink;    /* that function is running: the client must not be reentered */
     int busy;       /* a request() is running (ddb_guard_arm: cleared however it ends) */
+    int gen_gc;     /* the program ran the generational collector when c was made */
     ddb_buf dbg;    /* the debug line being built */
     int closed;
 } client;
@@ -211,6 +236,7 @@ static int target_safe(const char *s, size_t n) {
 
 static int l_client_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    int gen_gc = generational_gc(L); /* first: its collection may run finalizers */
     const char *url = str_field(L, 1, "url", 1);
     const char *host = str_field(L, 1, "host", 1);
     const char *surl = str_field(L, 1, "streams_url", 0);
@@ -259,6 +285,7 @@ static int l_client_new(lua_State *L) {
     ddb_guard_new(L, &c->busy); /* user value 2: request()'s guard of c->busy */
     lua_setiuservalue(L, -2, 2);
     c->closed = 0;
+    c->gen_gc = gen_gc;
     c->debug = debug;
     if (dtype == LUA_TFUNCTION) { /* user value 1: the sink */
         lua_getfield(L, 1, "debug");
@@ -793,7 +820,8 @@ static int l_request(lua_State *L) {
         lua_pushnil(L);
     } else {
         char err[256];
-        if (r->body.len >= GC_STEP_BEFORE_DECODE && lua_gc(L, LUA_GCISRUNNING)) lua_gc(L, LUA_GCSTEP, 0);
+        if (c->gen_gc && r->body.len >= GC_STEP_BEFORE_DECODE && lua_gc(L, LUA_GCISRUNNING))
+            lua_gc(L, LUA_GCSTEP, 0);
         if (ddb_json_decode(L, r->body.p, r->body.len, err, sizeof err) != 0) {
             if (r->status >= 200 && r->status < 300) {
                 lua_pop(L, 1); /* the status: a failure returns its own values */
