@@ -179,8 +179,6 @@ static client *check_client(lua_State *L) {
     return c;
 }
 
-
-
 /* Reads a string field; required fields raise when absent or not strings. */
 static const char *str_field(lua_State *L, int idx, const char *name, int required) {
     lua_getfield(L, idx, name);
