@@ -74,11 +74,14 @@ describe("ddb.config.parse_endpoint", function()
     assert.are.equal("https://example.com:80/", e.url)
   end)
 
-  it("keeps a trailing path", function()
-    local e = assert(config.parse_endpoint("https://proxy.example.com:8443/dynamo/v1/"))
-    assert.are.equal("/dynamo/v1/", e.path)
-    assert.are.equal("proxy.example.com:8443", e.host)
-    assert.are.equal("https://proxy.example.com:8443/dynamo/v1/", e.url)
+  it("rejects a path other than / (requests are signed for /, so one would never verify)", function()
+    for _, u in ipairs({ "https://proxy.example.com:8443/dynamo/v1/", "http://localhost:8000/x", "http://h//" }) do
+      local e, err = config.parse_endpoint(u)
+      assert.is_nil(e, u)
+      assert.are.equal("ConfigError", err.code)
+      assert.matches("must not have a path", tostring(err), 1, true)
+    end
+    assert.are.equal("/", assert(config.parse_endpoint("https://proxy.example.com:8443/")).path)
   end)
 
   it("handles IPv6 literals", function()
@@ -124,6 +127,11 @@ describe("ddb.config.parse_endpoint", function()
   end)
 
   it("rejects userinfo without echoing the password", function()
+    for _, u in ipairs({ "AKIAEXAMPLE:hunter2@dynamodb.example.com", "http:/AKIA:hunter2@h", "AKIA:a/hunter2@h/x" }) do
+      local _, err = config.parse_endpoint(u)
+      assert.are.equal("ConfigError", err.code, u)
+      assert.is_nil(tostring(err):find("hunter2", 1, true), tostring(err))
+    end
     local e, err = config.parse_endpoint("http://admin:hunter2@localhost:8000")
     assert.is_nil(e)
     assert.are.equal("ConfigError", err.code)
@@ -220,11 +228,38 @@ describe("ddb.config.resolve endpoint and region", function()
     assert.are.same(cfg.endpoint, cfg.streams_endpoint)
   end)
 
-  it("AWS_ENDPOINT_URL_DYNAMODB beats AWS_ENDPOINT_URL", function()
+  it("AWS_ENDPOINT_URL_DYNAMODB beats AWS_ENDPOINT_URL, which still applies to the streams service", function()
     local cfg = ok(nil, with(CRED_ENV, {
       AWS_ENDPOINT_URL_DYNAMODB = "http://localhost:2222", AWS_ENDPOINT_URL = "http://localhost:3333" }))
     assert.are.equal("http://localhost:2222/", cfg.endpoint.url)
-    assert.are.equal("http://localhost:2222/", cfg.streams_endpoint.url)
+    assert.are.equal("http://localhost:3333/", cfg.streams_endpoint.url)
+    cfg = ok(nil, with(CRED_ENV, { AWS_ENDPOINT_URL_DYNAMODB = "http://localhost:2222" }))
+    assert.are.equal("http://localhost:2222/", cfg.streams_endpoint.url) -- nothing for streams: follows DynamoDB
+  end)
+
+  it("treats empty endpoint variables as unset", function()
+    local cfg = ok(nil, with(CRED_ENV, { AWS_ENDPOINT_URL_DYNAMODB = "", AWS_ENDPOINT_URL = "",
+      AWS_ENDPOINT_URL_DYNAMODB_STREAMS = "", AWS_REGION = "eu-west-1" }))
+    assert.are.equal("https://dynamodb.eu-west-1.amazonaws.com/", cfg.endpoint.url)
+    assert.are.equal("https://streams.dynamodb.eu-west-1.amazonaws.com/", cfg.streams_endpoint.url)
+  end)
+
+  it("fallback_endpoint replaces only the AWS default", function()
+    local fb = { fallback_endpoint = "http://localhost:8000" }
+    local cfg = ok(fb, { AWS_REGION = "eu-west-1" })
+    assert.are.equal("http://localhost:8000/", cfg.endpoint.url)
+    assert.are.equal("http://localhost:8000/", cfg.streams_endpoint.url)
+    assert.are.equal("placeholder (loopback endpoint)", cfg.credentials_source)
+    cfg = ok(fb, { AWS_ENDPOINT_URL = "" })
+    assert.are.equal("http://localhost:8000/", cfg.endpoint.url)
+    assert.are.equal("us-east-1", cfg.region)
+    cfg = ok(fb, { AWS_ENDPOINT_URL = "http://localhost:3333", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "true" })
+    assert.are.equal("http://localhost:8000/", cfg.endpoint.url)
+    cfg = ok(fb, with(CRED_ENV, { AWS_ENDPOINT_URL = "http://localhost:3333" }))
+    assert.are.equal("http://localhost:3333/", cfg.endpoint.url)
+    cfg = ok(with(fb, { endpoint = "http://localhost:1111" }), {})
+    assert.are.equal("http://localhost:1111/", cfg.endpoint.url)
+    assert.matches("fallback_endpoint", fails({ fallback_endpoint = "localhost:8000" }, {}), 1, true)
   end)
 
   it("AWS_ENDPOINT_URL beats the default", function()
@@ -463,10 +498,37 @@ aws_secret_access_key = wrong-section-secret
     assert.are.equal("http://localhost:3333/", cfg.endpoint.url)
   end)
 
-  it("the profile's services section beats its endpoint_url", function()
+  it("the profile's services section beats its endpoint_url (which streams, not named there, take)", function()
     local cfg = ok({ profile = "svc" }, env({ AWS_ACCESS_KEY_ID = "AKIDENV", AWS_SECRET_ACCESS_KEY = "env-secret" }))
     assert.are.equal("http://localhost:2000/", cfg.endpoint.url)
-    assert.are.equal("http://localhost:2000/", cfg.streams_endpoint.url)
+    assert.are.equal("http://localhost:1000/", cfg.streams_endpoint.url)
+  end)
+
+  it("AWS_ENDPOINT_URL beats the services section for the streams service too", function()
+    R.write_file(aws .. "/config", CONFIG .. [[
+
+[profile svcstreams]
+region = us-west-1
+services = local-streams
+
+[services local-streams]
+dynamodb_streams =
+  endpoint_url = http://localhost:8002
+]])
+    local cfg = ok({ profile = "svcstreams" }, env({ AWS_ENDPOINT_URL = "http://localhost:7000" }))
+    assert.are.equal("http://localhost:7000/", cfg.endpoint.url)
+    assert.are.equal("http://localhost:7000/", cfg.streams_endpoint.url)
+    cfg = ok({ profile = "svcstreams" }, env({ AWS_ENDPOINT_URL_DYNAMODB = "http://localhost:7000" }))
+    assert.are.equal("http://localhost:8002/", cfg.streams_endpoint.url)
+  end)
+
+  it("reads keys in any case, as botocore does", function()
+    R.write_file(aws .. "/credentials", "[upper]\nAWS_ACCESS_KEY_ID = AKIDUPPER\nAws_Secret_Access_Key=upper-secret\n")
+    R.write_file(aws .. "/config", "[profile upper]\nRegion = eu-central-1\nMAX_ATTEMPTS = 7\n")
+    local cfg = ok({ profile = "upper" }, env())
+    assert.are.equal("eu-central-1", cfg.region)
+    assert.are.equal(7, cfg.max_attempts)
+    assert.are.same({ access_key_id = "AKIDUPPER", secret_access_key = "upper-secret" }, cfg.credentials)
   end)
 
   it("region: AWS_DEFAULT_REGION beats the profile's region", function()

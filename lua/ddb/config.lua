@@ -10,14 +10,17 @@
 --
 -- * endpoint: `opts.endpoint`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`,
 --   the profile's `services` section (`dynamodb = / endpoint_url = ...`), the
---   profile's `endpoint_url`, then `https://dynamodb.<region>.amazonaws.com`
---   (`amazonaws.com.cn` for `cn-*` regions). Setting
---   `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true` skips the environment and file
---   levels, as in the SDKs (the profile's `ignore_configured_endpoint_urls`
---   is not read).
--- * streams endpoint: `opts.endpoint`, `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`, the
---   profile's `services` `dynamodb_streams` entry, then the DynamoDB endpoint
---   when one was given (emulators serve both), else
+--   profile's `endpoint_url`, then `opts.fallback_endpoint` when given (the
+--   `bin/ddb` scripts' local server), then
+--   `https://dynamodb.<region>.amazonaws.com` (`amazonaws.com.cn` for `cn-*`
+--   regions). Setting `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true` skips the
+--   environment and file levels, as in the SDKs (the profile's
+--   `ignore_configured_endpoint_urls` is not read). Empty variables count as
+--   unset.
+-- * streams endpoint: `opts.endpoint`, `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`,
+--   `AWS_ENDPOINT_URL`, the profile's `services` `dynamodb_streams` entry, the
+--   profile's `endpoint_url`, then the DynamoDB endpoint when one was given
+--   or configured (emulators serve both), else
 --   `https://streams.dynamodb.<region>.amazonaws.com`.
 -- * region: `opts.region`, `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's
 --   `region`; when still missing, `us-east-1` if an endpoint was given, else a
@@ -66,6 +69,7 @@ local DEFAULTS = {
 -- Option name -> kind. "secret" is a string whose value never appears anywhere.
 local OPTION_KINDS = {
   endpoint = "string",
+  fallback_endpoint = "string", -- instead of AWS when no endpoint is given or configured
   region = "string",
   profile = "string",
   access_key_id = "secret",
@@ -130,6 +134,7 @@ end
 local function redact_url(url)
   local s = url:gsub("[?#].*$", "")
   s = s:gsub("^([^/]*//).*@", "%1")
+  if not s:find("//", 1, true) then s = s:gsub("^.*@", "") end -- no scheme: up to the last '@' too
   local head, authority, rest = s:match("^([^/]*//)([^/]*)(.*)$")
   if authority and authority:sub(1, 1) ~= "[" then
     local host, port = authority:match("^([^:]*):(.*)$")
@@ -222,6 +227,7 @@ function M.parse_endpoint(url)
   if rest:find("#", 1, true) then return bad("it must not have a fragment (#...)") end
   local authority, path = rest:match("^([^/]*)(.*)$")
   if path == "" then path = "/" end
+  if path ~= "/" then return bad("it must not have a path (DynamoDB is served at /)") end
   if authority:find("@", 1, true) then return bad("it must not contain user info (user:password@)") end
   if authority == "" then return bad("it has no host") end
 
@@ -291,10 +297,12 @@ end
 ----------------------------------------------------------------------------
 
 -- INI parsing like botocore (configparser): `key = value` or `key: value`,
--- full-line comments `#`/`;`, no inline comments, whitespace trimmed, keys kept
--- as written. An indented line after `key =` (empty value) opens a nested
--- sub-section (`s3 =` / `  max_concurrent_requests = 10`), stored as a table;
--- an indented line after a non-empty value continues it. Returns
+-- full-line comments `#`/`;`, no inline comments, whitespace trimmed, keys
+-- lower-cased (configparser's default: `Region = x` is `region`; keys of a
+-- nested sub-section are kept as written, as botocore does). An indented line
+-- after `key =` (empty value) opens a nested sub-section (`s3 =` /
+-- `  max_concurrent_requests = 10`), stored as a table; an indented line after
+-- a non-empty value continues it. Returns
 -- `{ [section] = { key = value } }` or nil, line number.
 local function parse_ini(text)
   local sections = {}
@@ -330,6 +338,7 @@ local function parse_ini(text)
       else
         local k, val = stripped:match("^(.-)%s*[=:]%s*(.*)$")
         if not cur or not k or k == "" then return nil, lineno end
+        k = k:lower()
         cur[k] = val
         key, key_indent = k, indent
       end
@@ -569,32 +578,29 @@ local function do_resolve(o, env)
   else
     local ignore_configured = truthy(env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"))
     if not ignore_configured then
-      local v = env("AWS_ENDPOINT_URL_DYNAMODB")
-      if v then
-        endpoint = endpoint_from(v, "AWS_ENDPOINT_URL_DYNAMODB")
-      else
-        v = env("AWS_ENDPOINT_URL")
-        if v then endpoint = endpoint_from(v, "AWS_ENDPOINT_URL") end
+      -- per service, as the SDKs: its variable, AWS_ENDPOINT_URL, the profile's
+      -- services entry, the profile's endpoint_url
+      local global = env("AWS_ENDPOINT_URL")
+      local function configured(var, service)
+        local v = env(var)
+        if v then return endpoint_from(v, var) end
+        if global then return endpoint_from(global, "AWS_ENDPOINT_URL") end
+        v = files.service_endpoint(service)
+        if v then return endpoint_from(v, "services " .. service .. " endpoint_url in " .. profile_where()) end
+        return nil
       end
-      v = env("AWS_ENDPOINT_URL_DYNAMODB_STREAMS")
-      if v then streams_endpoint = endpoint_from(v, "AWS_ENDPOINT_URL_DYNAMODB_STREAMS") end
+      endpoint = configured("AWS_ENDPOINT_URL_DYNAMODB", "dynamodb")
+      streams_endpoint = configured("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "dynamodb_streams")
       if not (endpoint and streams_endpoint) then
-        if not endpoint then
-          v = files.service_endpoint("dynamodb")
-          if v then
-            endpoint = endpoint_from(v, "services dynamodb endpoint_url in " .. profile_where())
-          else
-            v = files.conf_value("endpoint_url")
-            if v then endpoint = endpoint_from(v, "endpoint_url in " .. profile_where()) end
-          end
-        end
-        if not streams_endpoint then
-          v = files.service_endpoint("dynamodb_streams")
-          if v then
-            streams_endpoint = endpoint_from(v, "services dynamodb_streams endpoint_url in " .. profile_where())
-          end
+        local v = files.conf_value("endpoint_url")
+        if v then
+          endpoint = endpoint or endpoint_from(v, "endpoint_url in " .. profile_where())
+          streams_endpoint = streams_endpoint or (endpoint_from(v, "endpoint_url in " .. profile_where()))
         end
       end
+    end
+    if not endpoint and o.fallback_endpoint then
+      endpoint = endpoint_from(o.fallback_endpoint, "option fallback_endpoint")
     end
     if endpoint and not streams_endpoint then streams_endpoint = copy_endpoint(endpoint) end
   end
