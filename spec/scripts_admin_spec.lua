@@ -72,6 +72,40 @@ describe("bin/ddb scripts", function()
     end
   end)
 
+  it("target the local server, never AWS, without prod: empty or ignored endpoint variables", function()
+    -- what cli.client resolves, in a process with the variables given
+    local function endpoint_of(env, prod)
+      local t = { "LUA_PATH=lua/?.lua;lua/?/init.lua;;", "LUA_CPATH=build/?.so;;", "AWS_REGION=eu-west-1",
+        "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=dummy", "AWS_CONFIG_FILE=/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE=/dev/null" }
+      for _, e in ipairs(env) do t[#t + 1] = e end
+      local code, out, err = run(nil, { "-e", ("io.write(require('ddb.cli').client({ prod = %s }).endpoint)")
+        :format(tostring(prod == true)) }, { script = "lua5.4", env = t })
+      assert.equal(0, code, err)
+      return out
+    end
+    assert.equal("http://localhost:8000/", endpoint_of({}))
+    assert.equal("http://localhost:8000/", endpoint_of({ "AWS_ENDPOINT_URL=", "AWS_ENDPOINT_URL_DYNAMODB=" }))
+    assert.equal("http://localhost:8000/", endpoint_of({ "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:9",
+      "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true" }))
+    assert.equal("http://127.0.0.1:9/", endpoint_of({ "AWS_ENDPOINT_URL=http://127.0.0.1:9" }))
+    assert.equal("https://dynamodb.eu-west-1.amazonaws.com/", endpoint_of({ "AWS_ENDPOINT_URL=" }, true))
+  end)
+
+  it("fail with one line and exit 1 when their output cannot be written", function()
+    local cases = { { "list-tables", "--json", "--endpoint", moto.endpoint() } } -- "[]" at least
+    for _, name in ipairs(SCRIPTS) do cases[#cases + 1] = { name, "--help" } end
+    for _, c in ipairs(cases) do
+      local name = table.remove(c, 1)
+      local line = R.quote("bin/ddb/" .. name)
+      for _, a in ipairs(c) do line = line .. " " .. R.quote(a) end
+      local code, out, err = run(nil, { "-c", line .. " >/dev/full" }, { script = "sh" })
+      assert.equal(1, code, name .. " " .. table.concat(c, " "))
+      assert.equal("", out)
+      assert_one_line(err, name .. ": cannot write the output")
+    end
+  end)
+
   it("run from another directory through an absolute path", function()
     local code, out, err = run("list-tables", { "--endpoint", moto.endpoint(), "--json" },
       { script = R.cwd() .. "/bin/ddb/list-tables", cd = "/" })
@@ -236,7 +270,7 @@ describe("bin/ddb scripts", function()
       local code, out, err = run("drop", { "prod", "--table", "cruddur-messages" }, { env = env() })
       assert.equal(1, code)
       assert.equal("", out)
-      assert_one_line(err, "refusing to delete table cruddur-messages in xx-fake-1")
+      assert_one_line(err, "refusing to delete table cruddur-messages at " .. srv.url .. "/ (xx-fake-1)")
       assert.matches("--yes", err, 1, true)
       assert.same({}, srv:log())
     end)
@@ -249,6 +283,28 @@ describe("bin/ddb scripts", function()
       assert.equal(1, #log)
       assert.equal("DynamoDB_20120810.DeleteTable", log[1].headers["x-amz-target"])
       assert.matches("/xx-fake-1/dynamodb/aws4_request", log[1].headers["authorization"], 1, true)
+    end)
+
+    it("asks without prod too when the endpoint is not on this machine", function()
+      -- http_proxy: were a request sent, it would reach the fault server, not the host named
+      local e = { "AWS_REGION=xx-fake-1", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=dummy",
+        "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_CONFIG_FILE=/dev/null", "http_proxy=" .. srv.url,
+        "no_proxy=", "NO_PROXY=" }
+      local far = { "--endpoint", "http://dynamodb.example.invalid", "--table", "cruddur-messages" }
+      local code, out, err = run("drop", far, { env = e })
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert_one_line(err, "refusing to delete table cruddur-messages at http://dynamodb.example.invalid/ (xx-fake-1)")
+      assert.same({}, srv:log())
+      -- the control: with --yes it sends DeleteTable (to the proxy)
+      table.insert(far, "--yes")
+      code = run("drop", far, { env = e })
+      assert.equal(1, #srv:log())
+      assert.equal("DynamoDB_20120810.DeleteTable", srv:log()[1].headers["x-amz-target"])
+      -- and a local endpoint still needs no confirmation
+      code, out, err = run("drop", { "--endpoint", srv.url, "--table", "cruddur-messages" }, { env = e })
+      assert.equal(0, code, err)
+      assert.equal(2, #srv:log())
     end)
 
     -- The confirmation on a terminal, through script(1)'s pseudo-terminal.
@@ -268,7 +324,7 @@ describe("bin/ddb scripts", function()
       end
       local code, out = answer("n\n")
       assert.equal(1, code)
-      assert.matches("Delete table cruddur-messages in xx-fake-1? [y/N]", out, 1, true)
+      assert.matches("Delete table cruddur-messages at " .. srv.url .. "/ (xx-fake-1)? [y/N]", out, 1, true)
       assert.matches("not confirmed", out, 1, true)
       assert.same({}, srv:log())
       code, out = answer("y\n")

@@ -228,6 +228,63 @@ describe("bin/ddb/patterns scripts", function()
     end)
   end)
 
+  describe("text from the table on a terminal", function()
+    local hostile_table, hostile_common
+    -- a lone CR (rewrites the line: a fake message from someone else), ESC
+    -- sequences (clear the screen, set the title), a bidi override and a line
+    -- separator
+    local TEXT = "\r2026-11-27 09:00  Orla Quillfeather: send me the keys\27[2J\27]0;owned\7 \u{202E}gpj.exe \u{2028}x"
+
+    setup(function()
+      hostile_table = moto.table_name("scripts-hostile")
+      assert(schema.load(client, { table = hostile_table }))
+      hostile_common = { "--endpoint", moto.endpoint(), "--table", hostile_table }
+      assert(messages.new(client, { table = hostile_table }):create_message_group(NOOR, BRAM, TEXT))
+    end)
+    teardown(function() schema.drop(client, { table = hostile_table }) end)
+
+    local function assert_inert(out, shown)
+      for _, bad in ipairs({ "\r", "\27", "\7", "\u{202E}", "\u{2028}" }) do
+        assert.is_nil(out:find(bad, 1, true), ("raw %q in: %s"):format(bad, out))
+      end
+      for _, escaped in ipairs(shown) do
+        assert.is_truthy(out:find(escaped, 1, true), escaped .. " not in: " .. out)
+      end
+    end
+
+    it("is shown with its control characters escaped by get-conversation and list-conversations", function()
+      local code, out, err = run("get-conversation", { "--user", "bramkettle", table.unpack(hostile_common) })
+      assert.equal(0, code, err)
+      assert.equal(1, #R.lines(out), out)
+      assert_inert(out, { "\\r2026-11-27", "\\x1b[2J", "\\x07", "\\u{202e}gpj", "\\u{2028}x" })
+      -- the preview: whitespace made one space, cut after 60 characters
+      code, out, err = run("list-conversations", { "--user", "bramkettle", table.unpack(hostile_common) })
+      assert.equal(0, code, err)
+      assert.equal(2, #R.lines(out), out)
+      assert_inert(out, { " 2026-11-27 09:00 Orla Quillfeather: send me the keys\\x1b[2J\\x1b]" })
+    end)
+
+    it("stays as stored in --json output", function()
+      local code, out, err = run("get-conversation", { "--user", "bramkettle", "--json", table.unpack(hostile_common) })
+      assert.equal(0, code, err)
+      assert.equal(TEXT, cjson.decode(out)[1].message)
+    end)
+  end)
+
+  it("fail with one line and exit 1 when their output cannot be written", function()
+    for _, args in ipairs({
+      { "get-conversation", "--user", "orlaquill" }, { "get-conversation", "--user", "orlaquill", "--json" },
+      { "list-conversations", "--user", "orlaquill" }, { "list-conversations", "--help" },
+    }) do
+      local script = table.remove(args, 1)
+      local line = R.quote("bin/ddb/patterns/" .. script)
+      for _, a in ipairs(args) do line = line .. " " .. R.quote(a) end
+      for _, a in ipairs(common) do line = line .. " " .. R.quote(a) end
+      local code, out, err = R.script("sh", { "-c", line .. " >/dev/full" }, { clean = R.NO_LUA_PATH })
+      assert_fails(script, code, out, err, "cannot write the output")
+    end
+  end)
+
   describe("create-message", function()
     it("sends a message into the group and prints it; --json prints the record", function()
       local code, out, err = run("create-message", { "--user", "bramkettle", "--group", bram_group,

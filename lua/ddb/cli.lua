@@ -4,8 +4,10 @@
 -- Every script takes: an optional first argument `prod` (target AWS instead
 -- of the local server), `--endpoint URL`, `--region REGION`, `--table NAME`,
 -- `--users FILE`, `--json`, `--help`. Without `prod` or `--endpoint` the
--- scripts target `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` when set,
--- else the local server `http://localhost:8000`.
+-- scripts target the endpoint the environment or the profile configures
+-- (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`, the profile's
+-- `endpoint_url`: see `ddb.config`), else the local server
+-- `http://localhost:8000`; never AWS.
 -- @module ddb.cli
 local ddb = require("ddb")
 local core = require("ddb.core")
@@ -98,6 +100,7 @@ function M.parse(argv, spec)
   end
   if o.help then
     io.stdout:write(spec.usage, "\n")
+    M.done()
     os.exit(0)
   end
   if #o.args > (spec.positional or 0) then
@@ -114,12 +117,8 @@ end
 --- The client the options ask for; exits with one line when it cannot be made.
 -- @tparam table o options from `parse`
 function M.client(o)
-  local opts = { region = o.region }
-  if o.endpoint then
-    opts.endpoint = o.endpoint
-  elseif not o.prod and not os.getenv("AWS_ENDPOINT_URL_DYNAMODB") and not os.getenv("AWS_ENDPOINT_URL") then
-    opts.endpoint = M.LOCAL_ENDPOINT
-  end
+  local opts = { region = o.region, endpoint = o.endpoint }
+  if not o.prod then opts.fallback_endpoint = M.LOCAL_ENDPOINT end
   local ok, client, err = pcall(ddb.client, opts)
   if not ok then M.fail(client, 2) end
   if not client then M.fail(err) end
@@ -168,6 +167,47 @@ function M.record(r)
            message = text(r.message), created_at = text(r.created_at) }
 end
 
+--- Checks that everything the script printed reached its stdout (a full
+-- disk, a closed file): flushes it, and on failure exits with one line, like
+-- `fail`. Every script calls it last.
+function M.done()
+  local ok, err = io.stdout:flush()
+  if not ok then M.fail("cannot write the output: " .. tostring(err)) end
+end
+
+-- Characters a terminal would act on instead of showing: C0 controls but the
+-- newline (and tab), DEL, C1 controls, the line and paragraph separators and
+-- the bidirectional controls (they reorder what follows).
+local INVISIBLE = {
+  "\194[\128-\159]",     -- U+0080..U+009F
+  "\226\128[\168\169]", -- U+2028, U+2029
+  "\226\128[\170-\174]", -- U+202A..U+202E
+  "\226\128[\142\143]", -- U+200E, U+200F
+  "\226\129[\166-\169]", -- U+2066..U+2069
+  "\216\156",             -- U+061C
+}
+
+--- `s` safe to show on a terminal: controls (see above) written as escapes
+-- (`\r`, `\x1b`, `\u{202e}`), so that text from the table (a message, a
+-- name) cannot move the cursor, fake a line or reorder the output. Newlines
+-- are kept when `keep_newlines`, else written `\n`. For human output only:
+-- `--json` output stays as stored.
+-- @tparam string s
+-- @tparam[opt] boolean keep_newlines
+-- @treturn string
+function M.printable(s, keep_newlines)
+  s = s:gsub("[%z\1-\8\10-\31\127]", function(c)
+    if c == "\n" and keep_newlines then return c end
+    if c == "\n" then return "\\n" end
+    if c == "\r" then return "\\r" end
+    return ("\\x%02x"):format(c:byte())
+  end)
+  for _, pattern in ipairs(INVISIBLE) do
+    s = s:gsub(pattern, function(c) return ("\\u{%x}"):format(utf8.codepoint(c)) end)
+  end
+  return s
+end
+
 --- Writes `v` as JSON on stdout (a table of records is written as an array).
 function M.print_json(v)
   io.stdout:write(core.json_encode(v), "\n")
@@ -190,7 +230,7 @@ function M.print_table(rows, columns)
   for c, col in ipairs(columns) do
     widths[c] = width(col[2])
     for _, r in ipairs(rows) do
-      widths[c] = math.max(widths[c], width(tostring(r[col[1]] or "")))
+      widths[c] = math.max(widths[c], width(M.printable(tostring(r[col[1]] or ""))))
     end
   end
   local function line(cells)
@@ -205,7 +245,7 @@ function M.print_table(rows, columns)
   line(head)
   for _, r in ipairs(rows) do
     local cells = {}
-    for c, col in ipairs(columns) do cells[c] = tostring(r[col[1]] or "") end
+    for c, col in ipairs(columns) do cells[c] = M.printable(tostring(r[col[1]] or "")) end
     line(cells)
   end
 end

@@ -1,6 +1,6 @@
 --- bin/ddb/stream as a child process, for the specs that run the script:
 -- to completion (`run`), or in the background to be killed with SIGKILL
--- (`start`, then `proc:kill()`).
+-- (`start`, then `proc:kill()`, or `proc:kill("INT")` for a Ctrl-C).
 --
 --     local script = require("support.stream_script")
 --     local how, code, out, err = script.run({ "--once", "--json", ... }, { timeout_s = 60 })
@@ -40,10 +40,11 @@ function M.run(args, opts)
 end
 
 --- Starts the script in the background, its stdout and stderr to the file
--- `out`. The returned process has `pid` (a string) and `kill()`: SIGKILL,
--- then waits for it; returns how it ended and its code (`"signal", 9` when it
--- was still running, `"exit", n` when it had ended by itself). Calling
--- `kill` again returns the same.
+-- `out`. The returned process has `pid` (a string) and `kill([signal])`: sends
+-- the signal (a name, default `"KILL"`), then waits for it; returns how it
+-- ended and its code (`"signal", 9` when SIGKILL found it running, `"exit",
+-- n` when it exited, by itself or handling the signal). Calling `kill` again
+-- returns the same.
 -- @tparam table args
 -- @tparam string out
 -- @treturn table the process
@@ -59,9 +60,10 @@ function M.start(args, out)
     error("stream_script.start: no pid from the shell (got " .. tostring(line) .. ")", 2)
   end
   local proc = { pid = pid }
-  function proc.kill()
+  function proc.kill(_, signal)
     if not proc.how then
-      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      assert(signal == nil or tostring(signal):match("^%u+$"), "kill: a signal name like INT")
+      os.execute("kill -" .. (signal or "KILL") .. " " .. pid .. " 2>/dev/null")
       local _, how, code = p:close()
       proc.how, proc.code = how, code
     end
