@@ -141,12 +141,13 @@ describe("ddb.messages", function()
         { "message 1" } }, texts)
     end)
 
-    it("returns a cursor that is the last key's time, and only such cursors are accepted", function()
+    it("returns a cursor that is the last key's time, and only times are accepted", function()
       local records, cursor = repo:list_messages(group, ORLA.uuid, { limit = 2 })
       assert.equal(2, #records)
       assert.equal(at(2024, 6), cursor)
       for _, bad in ipairs({ "", "x", "GRP#" .. ORLA.uuid, "MSG#" .. group, at(2024, 6) .. "#x",
-        "2024-03-01T12:06:00Z" }) do
+        "2024-03-01T12:06Z", "2024-03-01 12:06:00.000000+00:00", "2024-03-01T12:06:00.+00:00",
+        "2024-03-01T12:06:00+0400", at(2024, 6) .. "\n", "2024-03-01T12:06:00." .. ("1"):rep(60) .. "+00:00" }) do
         local res, err = repo:list_messages(group, ORLA.uuid, { cursor = bad })
         assert.is_nil(res)
         assert.equal("invalid_cursor", err.code)

@@ -26,15 +26,20 @@
 -- * `forbidden`: the reader or sender is not a participant of the group;
 -- * `time_collision` (`create_message` found `MAX_TIME_COLLISIONS` messages
 --   at the times it tried), `corrupt_item` (a pair row without a valid
---   `group_uuid`).
+--   `group_uuid`, or a page ending on a row whose `sk` is not a time).
 --
 -- Nothing is written when validation fails. Wrong argument types (a
 -- number where an id or the text goes, a user that is not a table, bad
 -- options) raise.
 --
--- Cursors are the `sk` (a timestamp) of DynamoDB's `LastEvaluatedKey`; an
--- incoming cursor is checked with `ids.is_timestamp` and the key is rebuilt
--- from it, so a cursor cannot point into another partition.
+-- Cursors are the `sk` (a time) of DynamoDB's `LastEvaluatedKey`: an `ids`
+-- timestamp, or a time of a row the bootcamp's Python wrote
+-- (`datetime.isoformat()`: another UTC offset or none, no microseconds when
+-- they were 0). An incoming cursor must be such a time, at most
+-- `MAX_CURSOR_BYTES` long (`invalid_cursor` otherwise), and the key is
+-- rebuilt from it with the caller's own partition, so a cursor cannot point
+-- into another partition. Every cursor returned is accepted back: a page
+-- that ends on a row whose `sk` is not such a time is `corrupt_item`.
 -- @module ddb.messages
 local errors = require("ddb.errors")
 local ids = require("ddb.ids")
@@ -51,6 +56,8 @@ M.DEFAULT_GROUPS_LIMIT = 20
 M.MAX_LIMIT = 1000
 --- How many times `create_message` moves a colliding time 1 µs later.
 M.MAX_TIME_COLLISIONS = 10
+--- Longest cursor accepted, in bytes (an `ids` timestamp has 32).
+M.MAX_CURSOR_BYTES = 64
 --- How many times `create_message_group` starts over after a transaction
 -- conflict or a time collision on a group row.
 M.MAX_GROUP_ATTEMPTS = 5
@@ -158,11 +165,28 @@ local function check_limit(limit, default, fname)
   return limit
 end
 
+-- What may follow the seconds of a row's time (after an optional fraction):
+-- `ids` writes `+00:00`; Python's `isoformat()` any offset, or none.
+local TIME_ZONES = { "", "Z", "[+-]%d%d:%d%d", "[+-]%d%d:%d%d:%d%d", "[+-]%d%d:%d%d:%d%d%.%d+" }
+
+-- True for a time a cursor may hold: ISO-8601 `YYYY-MM-DDTHH:MM:SS`, an
+-- optional fraction and one of TIME_ZONES, at most MAX_CURSOR_BYTES long.
+local function is_cursor(s)
+  if type(s) ~= "string" or #s > M.MAX_CURSOR_BYTES then return false end
+  local rest = s:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d(.*)$")
+  if not rest then return false end
+  rest = rest:match("^%.%d+(.*)$") or rest
+  for _, zone in ipairs(TIME_ZONES) do
+    if rest:find("^" .. zone .. "$") then return true end
+  end
+  return false
+end
+
 local function check_cursor(cursor, fname)
   if cursor ~= nil and type(cursor) ~= "string" then
     error(("messages.%s: cursor must be a string, got %s"):format(fname, type(cursor)), 3)
   end
-  if cursor ~= nil and not ids.is_timestamp(cursor) then
+  if cursor ~= nil and not is_cursor(cursor) then
     return fail("invalid_cursor", "the cursor is not one this API returned")
   end
   return true
@@ -196,26 +220,33 @@ local function pair_group(pair)
   return pair.group_uuid
 end
 
--- Queries one page of `pk` newest first and maps the items with `record`.
+-- Queries one page of `pk` newest first: `limit` items, or fewer when no
+-- more are left (a response stops at 1 MB, so this follows
+-- `LastEvaluatedKey`, asking for the rest only; a response with a key but
+-- no items ends the page there), mapped with `record`.
 function Repo:_page(pk, limit, cursor, record)
-  local params = {
-    TableName = self.table,
-    KeyConditionExpression = "pk = :pk",
-    ExpressionAttributeValues = { [":pk"] = S(pk) },
-    ScanIndexForward = false,
-    Limit = limit,
-  }
-  if cursor then params.ExclusiveStartKey = { pk = S(pk), sk = S(cursor) } end
-  local res, err = self.client:call("Query", params)
-  if not res then return nil, err end
-  local records = {}
-  for i, item in ipairs(res.Items or {}) do records[i] = record(marshal.unitem(item)) end
-  local next_cursor
-  local lek = res.LastEvaluatedKey
-  if type(lek) == "table" and type(lek.sk) == "table" and type(lek.sk.S) == "string" then
-    next_cursor = lek.sk.S
+  local records, last = {}, cursor
+  repeat
+    local params = {
+      TableName = self.table,
+      KeyConditionExpression = "pk = :pk",
+      ExpressionAttributeValues = { [":pk"] = S(pk) },
+      ScanIndexForward = false,
+      Limit = limit - #records,
+    }
+    if last then params.ExclusiveStartKey = { pk = S(pk), sk = S(last) } end
+    local res, err = self.client:call("Query", params)
+    if not res then return nil, err end
+    local items = res.Items or {}
+    for _, item in ipairs(items) do records[#records + 1] = record(marshal.unitem(item)) end
+    local lek = res.LastEvaluatedKey
+    last = type(lek) == "table" and type(lek.sk) == "table" and type(lek.sk.S) == "string" and lek.sk.S or nil
+  until not last or #records >= limit or #items == 0
+  if last and not is_cursor(last) then
+    return fail("corrupt_item", ("the row %s %s has a sort key that is not a time: cannot page past it"):format(
+      pk, errors.quote(last)))
   end
-  return records, next_cursor
+  return records, last
 end
 
 ---------------------------------------------------------------------------
@@ -311,7 +342,8 @@ end
 -- @treturn table|nil records (`ddb.model.message_record`), oldest first
 -- @treturn string|table|nil the cursor of the previous (older) page, or nil
 --   when there is none; the error when the first result is nil
---   (`message_group_uuid_blank`, `invalid_uuid`, `invalid_cursor`, `forbidden`, ...)
+--   (`message_group_uuid_blank`, `invalid_uuid`, `invalid_cursor`, `forbidden`,
+--   `corrupt_item`, ...)
 -- @raise on wrong argument types or a bad `limit`
 function Repo:list_messages(message_group_uuid, user_uuid, opts)
   check_self(self, "list_messages")
@@ -338,7 +370,7 @@ end
 -- @tparam[opt] table opts `limit` (integer 1..1000, default 20), `cursor`
 -- @treturn table|nil records (`ddb.model.group_record`), newest first
 -- @treturn string|table|nil the cursor of the next (older) page, or nil; the
---   error when the first result is nil (`invalid_uuid`, `invalid_cursor`, ...)
+--   error when the first result is nil (`invalid_uuid`, `invalid_cursor`, `corrupt_item`, ...)
 -- @raise on wrong argument types or a bad `limit`
 function Repo:list_message_groups(user_uuid, opts)
   check_self(self, "list_message_groups")
