@@ -8,6 +8,9 @@ local model = require("ddb.model")
 local moto = require("support.moto")
 local fault_server = require("spec.support.fault_server")
 local cjson = require("cjson")
+local core = require("ddb.core")
+local messages = require("ddb.messages")
+local stream = require("ddb.stream")
 
 local function write_temp(text)
   local path = os.tmpname()
@@ -28,6 +31,28 @@ local function by_kind(items)
 end
 
 local function key_of(item) return item.pk .. " " .. item.sk end
+
+-- The stream record of an INSERT of `row`, shaped as DynamoDB Streams sends
+-- it (NEW_IMAGE) and decoded from JSON as a Lambda event is.
+local function insert_record(row)
+  return core.json_decode(core.json_encode({
+    eventID = "1", eventName = "INSERT", eventVersion = "1.1", eventSource = "aws:dynamodb", awsRegion = "us-east-1",
+    dynamodb = { SequenceNumber = "4200000000000000000001", SizeBytes = 256, StreamViewType = "NEW_IMAGE",
+      Keys = { pk = { S = row.pk }, sk = { S = row.sk } }, NewImage = marshal.item(row) },
+  }))
+end
+
+-- The group rows of `group` in the table, by owner pk.
+local function group_rows(client, name, group)
+  local out, n = {}, 0
+  for _, it in ipairs(moto.scan(client, name)) do
+    if it.pk:find("^GRP#") and it.message_group_uuid == group then
+      assert.is_nil(out[it.pk], "two group rows of one owner")
+      out[it.pk], n = it, n + 1
+    end
+  end
+  return out, n
+end
 
 local USERS_OK = [[return {
   { uuid = "1af65f48-6c6d-489d-b94d-44a152814656", handle = "a", display_name = "A" },
@@ -284,6 +309,136 @@ describe("seed.run against moto", function()
     assert.is_true(found)
   end)
 
+  describe("with a newer message the application wrote into the group", function()
+    local T1 = 1700000000
+
+    -- A message of the fixture's second participant written at `at` through
+    -- ddb.messages; returns its stream record.
+    local function app_message(name, at, text)
+      local b = fx.participants[2]
+      local repo = messages.new(client, { table = name, now = function() return at end })
+      local r = assert(repo:create_message(fx.message_group_uuid, b, text))
+      return insert_record(model.message_row(fx.message_group_uuid, r.created_at, r.uuid, b, r.message))
+    end
+
+    -- Applies a stream record as the stream processor does.
+    local function apply(name, rec)
+      local summary = stream.process(client, { rec }, { table = name })
+      assert.equal(0, summary.failed)
+      return summary
+    end
+
+    it("re-seeding leaves the group rows at it: they never move back", function()
+      local name = new_table()
+      assert(seed.run(client, { table = name, now = T1 }))
+      local at = ids.timestamp(T1, 0) -- a day after the first seeded line, later than the last
+      apply(name, app_message(name, at, "newest, from the app"))
+      local rows, n = group_rows(client, name, fx.message_group_uuid)
+      assert.equal(2, n)
+      for _, g in pairs(rows) do assert.same({ at, "newest, from the app" }, { g.sk, g.message }) end
+
+      -- an hour later (the first 60 lines move), and again (nothing moves):
+      -- the group rows stay
+      for _, removed in ipairs({ 60, 0 }) do
+        local summary = assert(seed.run(client, { table = name, now = T1 + 3600 }))
+        assert.equal(removed, summary.removed)
+        rows, n = group_rows(client, name, fx.message_group_uuid)
+        assert.equal(2, n)
+        local a, b = fx.participants[1], fx.participants[2]
+        for _, pair in ipairs({ { a, b }, { b, a } }) do
+          local g = rows[model.group_pk(pair[1].uuid)]
+          assert.same({ at, "newest, from the app", pair[2].uuid }, { g.sk, g.message, g.user_uuid })
+        end
+        assert.equal(#fx.lines + 4, #moto.scan(client, name))
+      end
+    end)
+
+    it("re-seeding points the group rows at it when the stream has not moved them yet", function()
+      local name = new_table()
+      assert(seed.run(client, { table = name, now = T1 }))
+      local at = ids.timestamp(T1, 0)
+      local rec = app_message(name, at, "not applied yet")
+      assert(seed.run(client, { table = name, now = T1 + 3600 }))
+      local rows, n = group_rows(client, name, fx.message_group_uuid)
+      assert.equal(2, n)
+      for _, g in pairs(rows) do assert.same({ at, "not applied yet" }, { g.sk, g.message }) end
+      -- then the stream has nothing left to do
+      assert.equal(0, apply(name, rec).moved)
+      rows, n = group_rows(client, name, fx.message_group_uuid)
+      assert.equal(2, n)
+      for _, g in pairs(rows) do assert.equal(at, g.sk) end
+    end)
+
+    it("a group row the stream moved past a taken time is left there", function()
+      local name = new_table()
+      assert(seed.run(client, { table = name, now = T1 }))
+      local a, b = fx.participants[1], fx.participants[2]
+      local at = ids.timestamp(T1, 0)
+      -- b's row of another conversation holds the time of the app's message
+      local zed = { uuid = ids.uuid(), handle = "zed", display_name = "Zed" }
+      local other = ids.uuid()
+      moto.put(client, name, model.group_row(b, zed, other, at, "elsewhere"))
+      moto.put(client, name, model.group_row(zed, b, other, at, "elsewhere"))
+      apply(name, app_message(name, at, "bumped"))
+      local rows = group_rows(client, name, fx.message_group_uuid)
+      assert.equal(at, rows[model.group_pk(a.uuid)].sk)
+      assert.equal(ids.after(at), rows[model.group_pk(b.uuid)].sk)
+
+      assert(seed.run(client, { table = name, now = T1 + 3600 }))
+      local n
+      rows, n = group_rows(client, name, fx.message_group_uuid)
+      assert.equal(2, n)
+      assert.same({ at, "bumped" }, { rows[model.group_pk(a.uuid)].sk, rows[model.group_pk(a.uuid)].message })
+      assert.same({ ids.after(at), "bumped" },
+        { rows[model.group_pk(b.uuid)].sk, rows[model.group_pk(b.uuid)].message })
+      local held = assert(client:call("GetItem", { TableName = name, ConsistentRead = true,
+        Key = { pk = { S = model.group_pk(b.uuid) }, sk = { S = at } } })).Item
+      assert.same({ other, "elsewhere" }, { held.message_group_uuid.S, held.message.S })
+    end)
+  end)
+
+  describe("when the participants already share a conversation", function()
+    it("created by the application: conversation_exists, and nothing is written", function()
+      local name = new_table()
+      local a, b = fx.participants[1], fx.participants[2]
+      local repo = messages.new(client, { table = name })
+      local created = assert(repo:create_message_group(a, b, "hello before seeding"))
+      local before = moto.snapshot(client, name)
+      local res, err = seed.run(client, { table = name })
+      assert.is_nil(res)
+      assert.equal("conversation_exists", err.code)
+      assert.equal(created.message_group_uuid, err.message_group_uuid)
+      assert.matches(created.message_group_uuid, err.message, 1, true)
+      assert.same(before, moto.snapshot(client, name))
+      assert.equal(1, #assert(repo:list_message_groups(a.uuid)))
+      assert.equal(created.message_group_uuid, assert(repo:create_message_group(b, a, "still one")).message_group_uuid)
+    end)
+
+    it("written before pair rows existed (group rows only): conversation_exists as well", function()
+      local name = new_table()
+      local a, b = fx.participants[1], fx.participants[2]
+      local legacy, at = ids.uuid(), ids.now()
+      moto.put(client, name, model.group_row(a, b, legacy, at, "from the bootcamp"))
+      moto.put(client, name, model.group_row(b, a, legacy, at, "from the bootcamp"))
+      local before = moto.snapshot(client, name)
+      local res, err = seed.run(client, { table = name })
+      assert.is_nil(res)
+      assert.equal("conversation_exists", err.code)
+      assert.equal(legacy, err.message_group_uuid)
+      assert.same(before, moto.snapshot(client, name))
+    end)
+
+    it("the fixture's own conversation is seeded again", function()
+      local name = new_table()
+      assert(seed.run(client, { table = name }))
+      local repo = messages.new(client, { table = name })
+      local r = assert(repo:create_message_group(fx.participants[1], fx.participants[2], "into the seeded one"))
+      assert.equal(fx.message_group_uuid, r.message_group_uuid)
+      assert(seed.run(client, { table = name }))
+      assert.equal(1, #by_kind(moto.scan(client, name)).PAIR)
+    end)
+  end)
+
   it("returns the client's error for a missing table", function()
     local res, err = seed.run(client, { table = moto.table_name("seed-missing") })
     assert.is_nil(res)
@@ -327,10 +482,11 @@ describe("seed.run against moto", function()
       return { status = 200, body = cjson.encode({ UnprocessedItems = { [name] = reqs } }) }
     end
 
-    -- seed.run first reads what an earlier seed left (one Query per pk on a
-    -- fresh table: the messages and the two group rows); let those through.
+    -- seed.run first reads what the table holds (on a fresh table: a GetItem
+    -- of the pair row, then one Query per pk: the messages and the two
+    -- participants' group rows); let those through.
     local function script(steps)
-      local all = { { action = "forward" }, { action = "forward" }, { action = "forward" } }
+      local all = { { action = "forward" }, { action = "forward" }, { action = "forward" }, { action = "forward" } }
       for _, s in ipairs(steps) do all[#all + 1] = s end
       srv:script(all)
     end
@@ -355,9 +511,10 @@ describe("seed.run against moto", function()
       assert.equal(1, summary.retries)
       assert.equal(math.ceil((#fx.lines + 3) / 25) + 1, summary.requests)
       local t = targets()
-      assert.same({ "Query", "Query", "Query", "BatchWriteItem", "BatchWriteItem" }, { table.unpack(t, 1, 5) })
+      assert.same({ "GetItem", "Query", "Query", "Query", "BatchWriteItem", "BatchWriteItem" },
+        { table.unpack(t, 1, 6) })
       -- the retry carried the 25 unprocessed items
-      local retry_body = cjson.decode(srv:log()[5].body)
+      local retry_body = cjson.decode(srv:log()[6].body)
       assert.equal(25, #retry_body.RequestItems[name])
       assert.equal(#fx.lines + 3, #moto.scan(client, name))
       local items = by_kind(moto.scan(client, name))
@@ -373,7 +530,7 @@ describe("seed.run against moto", function()
       local summary = assert(seed.run(c, { table = name, now = NOW, backoff_base_ms = 1, backoff_max_ms = 5 }))
       c:close()
       assert.equal(1, summary.retries)
-      local retry_body = cjson.decode(srv:log()[5].body)
+      local retry_body = cjson.decode(srv:log()[6].body)
       local sent = {}
       for _, r in ipairs(retry_body.RequestItems[name]) do sent[#sent + 1] = r.PutRequest.Item.sk.S end
       local want = {}
@@ -401,7 +558,8 @@ describe("seed.run against moto", function()
       assert.matches("after 2 retries", err.message, 1, true)
       assert.equal(1, err.unprocessed)
       -- the first call and two retries, then nothing more
-      assert.same({ "Query", "Query", "Query", "BatchWriteItem", "BatchWriteItem", "BatchWriteItem" }, targets())
+      assert.same({ "GetItem", "Query", "Query", "Query", "BatchWriteItem", "BatchWriteItem", "BatchWriteItem" },
+        targets())
     end)
   end)
 end)

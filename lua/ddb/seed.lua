@@ -11,14 +11,21 @@
 --
 -- What is written: one message row per line (`model.message_row`), message
 -- `i` at `(now - 1 day) + i minutes`; both group rows (`model.group_row`,
--- `sk` = the last message's time, `message` = its text, the *other*
--- participant's user fields); the pair row (`model.pair_row`).
+-- `sk` = the time of the group's newest message, `message` = its text, the
+-- *other* participant's user fields); the pair row (`model.pair_row`). The
+-- newest message is the last line, or a later one the application wrote
+-- into the group; a group row already at that time or later (moved there by
+-- the stream) is left as it is: a group row never moves back.
 --
 -- Re-seeding replaces instead of duplicating: message uuids are derived
 -- from the group uuid and the line number (`seed.message_uuid`), and the
 -- rows a previous seed wrote at other times (message rows carrying one of
 -- those uuids, and this group's group rows) are deleted in the same batches.
 -- Messages written by the application into the group are left alone.
+--
+-- Two users have one conversation: when the participants already share
+-- another group (a pair row naming it, or its group rows), nothing is
+-- written and `run` returns `conversation_exists`.
 --
 -- Writes use BatchWriteItem, 25 requests per call; `UnprocessedItems` are
 -- sent again after an exponential backoff with full jitter, for a bounded
@@ -307,37 +314,74 @@ local function write_batch(client, name, requests, st)
   end
 end
 
--- Keys of rows an earlier seed of this group wrote that the new rows do not overwrite.
-local function stale_keys(client, name, fx, keep)
+-- The pair row of `a` and `b` (a consistent read): its plain item, or false.
+local function get_pair(client, name, a, b)
+  local res, err = client:call("GetItem", {
+    TableName = name, ConsistentRead = true, Key = marshal.item(model.pair_key(a.uuid, b.uuid)),
+  })
+  if not res then return nil, err end
+  return res.Item and marshal.unitem(res.Item) or false
+end
+
+-- What the table holds of the fixture's conversation: `seeded`, the keys of
+-- the message rows carrying a seeded uuid; `newest`, the sk of the newest
+-- other message row (the application's), or nil; `groups[user uuid]`, the
+-- keys of that participant's group rows of the group, oldest first;
+-- `other`, a group the two participants share besides this one (group rows
+-- written before pair rows existed), or nil.
+local function read_existing(client, name, fx)
   local group = fx.message_group_uuid
   local seeded = {}
   for i = 1, #fx.lines do seeded[M.message_uuid(group, i)] = true end
-  local stale = {}
-  local function collect(params, wanted)
-    for page, err in client:pages("Query", params) do
-      if not page then return nil, err end
-      for _, item in ipairs(page.Items or {}) do
-        local pk, sk = item.pk.S, item.sk.S
-        if wanted(item) and not keep[pk .. "\0" .. sk] then stale[#stale + 1] = { pk = pk, sk = sk } end
-      end
-    end
-    return true
-  end
-  local ok, err = collect({
+  local found = { seeded = {}, groups = {} }
+  for page, err in client:pages("Query", {
     TableName = name, ConsistentRead = true, KeyConditionExpression = "pk = :pk",
     ProjectionExpression = "pk, sk, message_uuid",
     ExpressionAttributeValues = { [":pk"] = { S = model.message_pk(group) } },
-  }, function(item) return item.message_uuid ~= nil and seeded[item.message_uuid.S] end)
-  if not ok then return nil, err end
-  for _, u in ipairs(fx.participants) do
-    ok, err = collect({
-      TableName = name, ConsistentRead = true, KeyConditionExpression = "pk = :pk",
-      FilterExpression = "message_group_uuid = :g", ProjectionExpression = "pk, sk",
-      ExpressionAttributeValues = { [":pk"] = { S = model.group_pk(u.uuid) }, [":g"] = { S = group } },
-    }, function() return true end)
-    if not ok then return nil, err end
+  }) do
+    if not page then return nil, err end
+    for _, item in ipairs(page.Items or {}) do
+      local key = { pk = item.pk.S, sk = item.sk.S }
+      if item.message_uuid ~= nil and seeded[item.message_uuid.S] then
+        found.seeded[#found.seeded + 1] = key
+      elseif ids.is_timestamp(key.sk) then
+        found.newest = key.sk -- the query is in sk order
+      end
+    end
   end
-  return stale
+  local p = fx.participants
+  for i, u in ipairs(p) do
+    local rows = {}
+    found.groups[u.uuid] = rows
+    for page, err in client:pages("Query", {
+      TableName = name, ConsistentRead = true, KeyConditionExpression = "pk = :pk",
+      FilterExpression = "message_group_uuid = :g OR user_uuid = :o",
+      ProjectionExpression = "pk, sk, message_group_uuid",
+      ExpressionAttributeValues = { [":pk"] = { S = model.group_pk(u.uuid) }, [":g"] = { S = group },
+        [":o"] = { S = p[3 - i].uuid } },
+    }) do
+      if not page then return nil, err end
+      for _, item in ipairs(page.Items or {}) do
+        local g = item.message_group_uuid and item.message_group_uuid.S
+        if g == group then
+          rows[#rows + 1] = { pk = item.pk.S, sk = item.sk.S }
+        else
+          found.other = found.other or g
+        end
+      end
+    end
+  end
+  return found
+end
+
+-- The text of the message row at (`pk`, `sk`), or false.
+local function message_text(client, name, pk, sk)
+  local res, err = client:call("GetItem", {
+    TableName = name, ConsistentRead = true, Key = { pk = { S = pk }, sk = { S = sk } },
+  })
+  if not res then return nil, err end
+  local text = res.Item and res.Item.message and res.Item.message.S
+  return type(text) == "string" and text or false
 end
 
 -- True for an object `progress` can write to (a table or userdata with a write method).
@@ -371,8 +415,10 @@ end
 -- @treturn table|nil `{ messages = n, groups = 2, pairs = 1, requests = BatchWriteItem calls,
 --   retries = UnprocessedItems retries, removed = stale rows of an earlier seed deleted,
 --   table = name, message_group_uuid = uuid }`
--- @treturn table|nil error: `invalid_fixture`, `unprocessed_items` (after the
---   bounded retries; nothing is rolled back), or a client error
+-- @treturn table|nil error: `invalid_fixture`, `conversation_exists` (the
+--   participants share another group, its uuid in `message_group_uuid`;
+--   nothing written), `unprocessed_items` (after the bounded retries; nothing
+--   is rolled back), or a client error
 -- @raise when `client` is not a client or an option has the wrong type
 function M.run(client, opts)
   check_client(client)
@@ -419,11 +465,44 @@ function M.run(client, opts)
     rows[#rows + 1] = model.message_row(group, t, M.message_uuid(group, i), line.user, line.text)
   end
   local a, b = fx.participants[1], fx.participants[2]
-  rows[#rows + 1] = model.group_row(a, b, group, last_time, last_text)
-  rows[#rows + 1] = model.group_row(b, a, group, last_time, last_text)
+
+  -- One group per pair: a conversation the two already share is not doubled.
+  local pair
+  pair, err = get_pair(client, name, a, b)
+  if pair == nil then return nil, err end
+  local found
+  found, err = read_existing(client, name, fx)
+  if not found then return nil, err end
+  local shared = pair and pair.group_uuid ~= group and tostring(pair.group_uuid) or found.other
+  if shared then
+    return errors.fail("conversation_exists", ("%s and %s already share the conversation %s: seeding would give "
+      .. "them a second one (%s); seed another table, or drop this one first"):format(a.handle, b.handle,
+      errors.quote(shared), group), { message_group_uuid = shared })
+  end
+
+  -- The group rows show the newest message of the group, the application's
+  -- included; a group row already at that time or later (moved there by the
+  -- stream, or by an earlier seed with a later clock) is left as it is.
+  local at, text = last_time, last_text
+  if found.newest and found.newest > last_time then
+    local t
+    t, err = message_text(client, name, model.message_pk(group), found.newest)
+    if t == nil then return nil, err end
+    if t then at, text = found.newest, t end
+  end
+  local keep = {}
+  for _, u in ipairs({ { a, b }, { b, a } }) do
+    local own = found.groups[u[1].uuid]
+    local newest = own[#own]
+    if newest and newest.sk > at then
+      keep[newest.pk .. "\0" .. newest.sk] = true
+    else
+      rows[#rows + 1] = model.group_row(u[1], u[2], group, at, text)
+    end
+  end
   rows[#rows + 1] = model.pair_row(a.uuid, b.uuid, group, first_time)
 
-  -- Nothing is sent unless every row fits: a batch refused for one row
+  -- Nothing is written unless every row fits: a batch refused for one row
   -- would leave the batches before it written.
   for _, r in ipairs(rows) do
     local size = 0
@@ -434,11 +513,13 @@ function M.run(client, opts)
     end
   end
 
-  local keep = {}
   for _, r in ipairs(rows) do keep[r.pk .. "\0" .. r.sk] = true end
-  local stale
-  stale, err = stale_keys(client, name, fx, keep)
-  if not stale then return nil, err end
+  local stale = {}
+  for _, list in ipairs({ found.seeded, found.groups[a.uuid], found.groups[b.uuid] }) do
+    for _, k in ipairs(list) do
+      if not keep[k.pk .. "\0" .. k.sk] then stale[#stale + 1] = k end
+    end
+  end
 
   local requests = {}
   for _, r in ipairs(rows) do requests[#requests + 1] = { PutRequest = { Item = marshal.item(r) } } end
