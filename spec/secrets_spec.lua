@@ -163,6 +163,34 @@ describe("secrets", function()
       assert_clean({ err, tostring(err), lines }, "an echoed secret")
     end)
 
+    it("cuts a body after 64 KiB only once redacted: a secret across the cut shows none of its bytes", function()
+      local CUT = 65536
+      -- the response: the token starts 10 bytes before the cut
+      local resp = '{"x":"' .. ("b"):rep(CUT - 6 - 10) .. TOKEN .. '"}'
+      server:default({ status = 200, body = resp })
+      local c, lines = client({ debug_body = true })
+      -- the request: {"TableName":"aaa...<secret>"}, the secret 10 bytes before the cut
+      local name = ("a"):rep(CUT - 14 - 10) .. SECRET
+      assert(c:call("DescribeTable", { TableName = name }))
+      assert.equal(#('{"TableName":""}') + #name, #server:log()[1].body)
+      assert.equal(2, #lines)
+      assert.matches("a<redacted>%.%.%. %(2 more bytes%)$", lines[1])
+      assert.matches("b<redacted>%.%.%. %(2 more bytes%)$", lines[2])
+      for _, l in ipairs(lines) do
+        assert.is_nil(l:find(SECRET:sub(1, 8), 1, true), "a prefix of the secret shows")
+        assert.is_nil(l:find(TOKEN:sub(1, 8), 1, true), "a prefix of the token shows")
+      end
+      -- no secret at the cut: 64 KiB shown, then how many bytes were not
+      lines[1], lines[2] = nil, nil
+      server:default({ status = 200, body = '{"x":"' .. ("b"):rep(CUT + 100) .. '"}' })
+      assert(c:call("DescribeTable", { TableName = ("a"):rep(CUT) }))
+      assert.matches(' body: {"TableName":"a+%.%.%. %(16 more bytes%)$', lines[1])
+      assert.equal(CUT, #lines[1]:match(" body: (.*)%.%.%. %(16 more bytes%)$"))
+      assert.matches("b%.%.%. %(108 more bytes%)$", lines[2])
+      assert_clean(lines, "the debug lines")
+      c:close()
+    end)
+
     it("propagates an error raised by the debug function, and forbids using the client from it", function()
       local c = assert(ddb.client({ endpoint = server.url, debug = function() error("sink broke", 0) end }))
       assert.has_error(function() c:call("ListTables", {}) end, "sink broke")

@@ -179,23 +179,38 @@ static client *check_client(lua_State *L) {
     return c;
 }
 
-/* Reads a string field; required fields raise when absent or not strings. */
-static const char *str_field(lua_State *L, int idx, const char *name, int required) {
-    lua_getfield(L, idx, name);
-    const char *s = NULL;
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        s = lua_tostring(L, -1);
-    } else if (!lua_isnil(L, -1) || required) {
-        luaL_error(L, "client option '%s' must be a string", name);
-    }
-    lua_pop(L, 1); /* the string stays alive: it is referenced by the options table */
+/* 1 when s can go into a header value: no CR, LF or NUL (no header injection). */
+static int header_safe(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
+    return 1;
+}
+
+/* Pushes options[name] of the options table at index 1, read raw (no
+ * metamethod runs), and returns it as a string; NULL when it is nil. The
+ * value stays on the stack, so it stays alive until l_client_new has copied
+ * it, whatever a finalizer run by an allocation in between does to the
+ * table. Raises when it is not a string (or absent and required), holds a
+ * NUL byte (a C string would cut it), or, for a value that goes into a
+ * header line (header), a CR or LF: the check is on the very string used. */
+static const char *str_field(lua_State *L, const char *name, int required, int header) {
+    lua_pushstring(L, name);
+    int t = lua_rawget(L, 1);
+    if (t == LUA_TNIL && !required) return NULL;
+    if (t != LUA_TSTRING) luaL_error(L, "client option '%s' must be a string", name);
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (header && !header_safe(s, n))
+        luaL_error(L, "client option '%s' must not contain CR, LF or NUL", name);
+    if (!header && memchr(s, '\0', n)) luaL_error(L, "client option '%s' must not contain NUL", name);
     return s;
 }
 
-static long int_field(lua_State *L, int idx, const char *name, long dflt, long min) {
-    lua_getfield(L, idx, name);
+/* options[name] (read raw) as an integer from min to 2^31 - 1; dflt when nil. */
+static long int_field(lua_State *L, const char *name, long dflt, long min) {
+    lua_pushstring(L, name);
     long v = dflt;
-    if (!lua_isnil(L, -1)) {
+    if (lua_rawget(L, 1) != LUA_TNIL) {
         int ok;
         lua_Integer i = lua_tointegerx(L, -1, &ok);
         if (!ok || i < min || i > 0x7fffffffL)
@@ -206,18 +221,13 @@ static long int_field(lua_State *L, int idx, const char *name, long dflt, long m
     return v;
 }
 
-static int bool_field(lua_State *L, int idx, const char *name) {
-    lua_getfield(L, idx, name);
+/* options[name] (read raw) as a boolean (Lua truth). */
+static int bool_field(lua_State *L, const char *name) {
+    lua_pushstring(L, name);
+    lua_rawget(L, 1);
     int v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
-}
-
-/* 1 when s can go into a header value: no CR, LF or NUL (no header injection). */
-static int header_safe(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
-    return 1;
 }
 
 /* 1 when s is an X-Amz-Target: letters, digits, '_' and '.' only. */
@@ -235,39 +245,32 @@ static int target_safe(const char *s, size_t n) {
 static int l_client_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     int gen_gc = generational_gc(L); /* first: its collection may run finalizers */
-    const char *url = str_field(L, 1, "url", 1);
-    const char *host = str_field(L, 1, "host", 1);
-    const char *surl = str_field(L, 1, "streams_url", 0);
-    const char *shost = str_field(L, 1, "streams_host", 0);
-    const char *region = str_field(L, 1, "region", 1);
-    const char *akid = str_field(L, 1, "access_key_id", 1);
-    const char *secret = str_field(L, 1, "secret_access_key", 1);
-    const char *token = str_field(L, 1, "session_token", 0);
-    const char *ca_file = str_field(L, 1, "ca_file", 0);
-    const char *ua = str_field(L, 1, "user_agent", 0);
-    static const char *const in_headers[] = {"host", "streams_host", "user_agent", "session_token",
-                                             "access_key_id", "region"};
-    for (size_t i = 0; i < sizeof in_headers / sizeof in_headers[0]; i++) {
-        size_t n;
-        lua_getfield(L, 1, in_headers[i]);
-        const char *v = lua_tolstring(L, -1, &n); /* a string here, or nil (checked above) */
-        int ok = !v || header_safe(v, n);
-        lua_pop(L, 1);
-        if (!ok) return luaL_error(L, "client option '%s' must not contain CR, LF or NUL", in_headers[i]);
-    }
+    /* the ten strings and the debug value stay on the stack until copied (see
+     * str_field), under the userdata and what building it pushes */
+    luaL_checkstack(L, 16, "client options");
+    const char *url = str_field(L, "url", 1, 0);
+    const char *host = str_field(L, "host", 1, 1);
+    const char *surl = str_field(L, "streams_url", 0, 0);
+    const char *shost = str_field(L, "streams_host", 0, 1);
+    const char *region = str_field(L, "region", 1, 1);
+    const char *akid = str_field(L, "access_key_id", 1, 1);
+    const char *secret = str_field(L, "secret_access_key", 1, 0);
+    const char *token = str_field(L, "session_token", 0, 1);
+    const char *ca_file = str_field(L, "ca_file", 0, 0);
+    const char *ua = str_field(L, "user_agent", 0, 1);
     ddb_transport_opts to;
-    to.timeout_ms = int_field(L, 1, "timeout_ms", 30000, 1);
-    to.connect_timeout_ms = int_field(L, 1, "connect_timeout_ms", 3000, 1);
-    to.max_response_bytes = (size_t)int_field(L, 1, "max_response_bytes", 64L << 20, 1024);
+    to.timeout_ms = int_field(L, "timeout_ms", 30000, 1);
+    to.connect_timeout_ms = int_field(L, "connect_timeout_ms", 3000, 1);
+    to.max_response_bytes = (size_t)int_field(L, "max_response_bytes", 64L << 20, 1024);
     to.ca_file = ca_file;
-    to.insecure = bool_field(L, 1, "insecure");
-    lua_getfield(L, 1, "debug");
-    int dtype = lua_type(L, -1);
-    lua_pop(L, 1);
+    to.insecure = bool_field(L, "insecure");
+    lua_pushliteral(L, "debug");
+    int dtype = lua_rawget(L, 1); /* stays on the stack: the sink, when a function */
+    int debug_idx = lua_gettop(L);
     if (dtype != LUA_TNIL && dtype != LUA_TBOOLEAN && dtype != LUA_TFUNCTION)
         return luaL_error(L, "client option 'debug' must be a boolean or a function");
-    int debug = bool_field(L, 1, "debug");
-    if (debug && bool_field(L, 1, "debug_body")) debug = 2;
+    int debug = lua_toboolean(L, debug_idx);
+    if (debug && bool_field(L, "debug_body")) debug = 2;
 
     client *c = lua_newuserdatauv(L, sizeof *c, 2);
     memset(c, 0, sizeof *c);
@@ -286,7 +289,7 @@ static int l_client_new(lua_State *L) {
     c->gen_gc = gen_gc;
     c->debug = debug;
     if (dtype == LUA_TFUNCTION) { /* user value 1: the sink */
-        lua_getfield(L, 1, "debug");
+        lua_pushvalue(L, debug_idx);
         lua_setiuservalue(L, -2, 1);
         c->debug_sink = 1;
     }
@@ -421,11 +424,14 @@ static int push_failure(lua_State *L, const client *c, const char *code, const c
 /* Debug output (c->debug): one line per request, one per response. */
 
 /* Appends s to the debug line on one line (bytes below 0x20 and 0x7f as
- * \xNN) and without the secret key or the session token. */
-static void dbg_add(ddb_buf *b, const client *c, const char *s, size_t len) {
+ * \xNN) and without the secret key or the session token, stopping at the
+ * first byte from max on that is not inside a secret (the secrets are found
+ * in all of s, so one across max is redacted whole); returns the number of
+ * bytes of s shown (max or more, or len). */
+static size_t dbg_add_max(ddb_buf *b, const client *c, const char *s, size_t len, size_t max) {
     static const char hex[] = "0123456789abcdef";
-    size_t from = 0, n;
-    for (size_t i = 0; i < len;) {
+    size_t from = 0, n, i = 0;
+    while (i < len && i < max) {
         unsigned char ch = (unsigned char)s[i];
         if (ch >= 0x20 && ch != 0x7f && (n = secret_at(c, s, len, i)) == 0) {
             i++;
@@ -442,15 +448,22 @@ static void dbg_add(ddb_buf *b, const client *c, const char *s, size_t len) {
         }
         from = i;
     }
-    ddb_buf_add(b, s + from, len - from);
+    ddb_buf_add(b, s + from, i - from);
+    return i;
 }
 
+static void dbg_add(ddb_buf *b, const client *c, const char *s, size_t len) {
+    dbg_add_max(b, c, s, len, len);
+}
+
+/* The first DEBUG_BODY_MAX bytes of the body, redacted before the cut (see
+ * dbg_add_max), then how many bytes were left out. */
 static void dbg_add_body(ddb_buf *b, const client *c, const char *body, size_t len) {
     ddb_buf_adds(b, " body: ");
-    dbg_add(b, c, body, len > DEBUG_BODY_MAX ? DEBUG_BODY_MAX : len);
-    if (len > DEBUG_BODY_MAX) {
+    size_t shown = dbg_add_max(b, c, body, len, DEBUG_BODY_MAX);
+    if (shown < len) {
         char more[64];
-        snprintf(more, sizeof more, "... (%zu more bytes)", len - DEBUG_BODY_MAX);
+        snprintf(more, sizeof more, "... (%zu more bytes)", len - shown);
         ddb_buf_adds(b, more);
     }
 }

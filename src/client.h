@@ -5,8 +5,14 @@
  *   access_key_id=, secret_access_key=, session_token=?, timeout_ms=,
  *   connect_timeout_ms=, ca_file=?, insecure=?, user_agent=?, debug=?,
  *   debug_body=? }
- * returns a client; c:request(target, params, streams) makes ONE attempt
- * (no retries: the Lua layer owns retry policy) and returns
+ * Options are read raw, so a metatable's __index is never consulted (give
+ * every option in the table itself), and each only once: the string checked
+ * is the string used. A string option must hold no NUL byte, and those that
+ * go into a header line (host, streams_host, region, access_key_id,
+ * session_token, user_agent) no CR or LF either; an option of the wrong type
+ * or value raises.
+ * core.client returns a client; c:request(target, params, streams) makes ONE
+ * attempt (no retries: the Lua layer owns retry policy) and returns
  *   status, decoded_body_or_nil, request_id        an HTTP response with a
  *                                                   JSON (or empty) body
  *   status, raw_body_string, request_id             a non-2xx, non-JSON body
@@ -38,9 +44,11 @@
  * stderr or to the function (called with the line, no newline; its errors
  * propagate; the client cannot be used or closed from inside it). Headers
  * named in SENSITIVE_HEADERS (Authorization, X-Amz-Security-Token) show
- * "<redacted>" as their value. debug_body = true adds the bodies (up to 64 KiB
- * each). Control bytes are shown as \xNN, and the secret key and token are
- * redacted anywhere else in a line too. */
+ * "<redacted>" as their value. debug_body = true adds the bodies (the first
+ * 64 KiB of each, cut after redaction: a secret across the cut shows whole as
+ * "<redacted>", and the cut comes after it). Control bytes are shown as
+ * \xNN, and the secret key and token are redacted anywhere else in a line
+ * too. */
 #ifndef DDB_CLIENT_H
 #define DDB_CLIENT_H
 

@@ -10,7 +10,9 @@
  *   nil, code, message    = h:request(...)   -- Timeout, TransportError, ResponseTooLarge
  *   h:close()                                -- also __gc and __close
  *
- * The options table may be omitted; an unknown option raises. request():
+ * The options table may be omitted; an unknown option raises. Options are
+ * read raw, as they are listed: a metatable's __index is never consulted.
+ * request():
  * method is an HTTP token ("GET", "POST", "PUT", ...), url an http:// or
  * https:// URL (anything else is a TransportError), headers nil or a table
  * of name -> string or number (names are tokens; values hold no CR, LF or
@@ -47,10 +49,12 @@ static void http_release(http_client *h) {
     ddb_response_free(&h->resp);
 }
 
+/* options[name] (read raw, as the unknown-option check does) as an integer
+ * from min to 2^31 - 1; dflt when nil. */
 static long opt_int(lua_State *L, const char *name, long dflt, long min) {
-    lua_getfield(L, 1, name);
+    lua_pushstring(L, name);
     long v = dflt;
-    if (!lua_isnil(L, -1)) {
+    if (lua_rawget(L, 1) != LUA_TNIL) {
         int ok;
         lua_Integer i = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : (ok = 0);
         if (!ok || i < min || i > 0x7fffffffL)
@@ -82,14 +86,17 @@ static int l_http_client(lua_State *L) {
     to.connect_timeout_ms = opt_int(L, "connect_timeout_ms", 3000, 1);
     to.max_response_bytes = (size_t)opt_int(L, "max_response_bytes", 64L << 20, 1024);
     to.insecure = 0;
-    lua_getfield(L, 1, "ca_file");
-    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    lua_pushliteral(L, "ca_file");
+    int ca_type = lua_rawget(L, 1);
+    if (ca_type != LUA_TNIL && ca_type != LUA_TSTRING)
         return luaL_error(L, "http_client option 'ca_file' must be a string");
     size_t ca_len = 0;
-    to.ca_file = lua_tolstring(L, -1, &ca_len); /* stays referenced by the options table */
+    /* stays on the stack (alive, whatever a finalizer run by an allocation
+     * does to the table) until ddb_transport_new has handed it to libcurl,
+     * which copies it */
+    to.ca_file = lua_tolstring(L, -1, &ca_len);
     if (to.ca_file && strlen(to.ca_file) != ca_len)
         return luaL_error(L, "http_client option 'ca_file' must not contain NUL bytes");
-    lua_pop(L, 1);
 
     http_client *h = lua_newuserdatauv(L, sizeof *h, 1);
     memset(h, 0, sizeof *h);
