@@ -315,3 +315,121 @@ describe("client and the Lua collector", function()
     c:close()
   end)
 end)
+
+describe("client and a server's odd answers", function()
+  local fault_server = require("spec.support.fault_server")
+  local server
+
+  setup(function() server = fault_server.start() end)
+  teardown(function() server:stop() end)
+  before_each(function() server:reset() end)
+
+  local function client(extra)
+    local opts = { endpoint = server.url, region = "us-east-1", access_key_id = "AKIDODD",
+      secret_access_key = "odd-answers-secret", retry_base_ms = 1, retry_max_backoff_ms = 2 }
+    for k, v in pairs(extra or {}) do opts[k] = v end
+    return assert(ddb.client(opts))
+  end
+
+  it("reads an error code as botocore does: the part of __type after '#', without a ':<uri>' suffix", function()
+    local throttled = '{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException:'
+      .. 'http://internal.amazon.com/coral/com.amazon.coral.availability/","message":"slow down"}'
+    server:script({ { status = 400, body = throttled }, { status = 200, body = '{"Item":{"k":{"S":"v"}}}' } })
+    local c = client({ max_attempts = 3 })
+    local res, err = c:call("GetItem", { TableName = "t", Key = { k = { S = "v" } } })
+    assert.is_nil(err)
+    assert.equal("v", res.Item.k.S)
+    assert.equal(2, #server:log()) -- a throttling error: retried
+
+    for type_, code in pairs({
+      ["ResourceNotFoundException:http://internal.amazon.com/coral/"] = "ResourceNotFoundException",
+      ["com.amazon.coral.validate#ValidationException:x:y"] = "ValidationException",
+      ["a#b#ConditionalCheckFailedException"] = "ConditionalCheckFailedException",
+      ["ResourceInUseException"] = "ResourceInUseException",
+    }) do
+      server:script({ { status = 400, body = require("cjson").encode({ __type = type_, message = "m" }) } })
+      local r, e = c:call("GetItem", { TableName = "t" })
+      assert.is_nil(r)
+      assert.equal(code, e.code, type_)
+      assert.is_false(e.retryable)
+      assert.equal("m", e.message)
+    end
+    for _, empty in ipairs({ "ns#", ":http://x", "" }) do
+      server:script({ { status = 400, body = require("cjson").encode({ __type = empty }) } })
+      local _, e = c:call("GetItem", { TableName = "t" })
+      assert.equal("InvalidResponse", e.code, empty)
+    end
+    c:close()
+  end)
+
+  it("fails with InvalidResponse on a 2xx whose JSON is not an object", function()
+    local c = client({ max_attempts = 3 })
+    for body, what in pairs({ ["null"] = "null", ['"hello"'] = "a string", ["[1]"] = "an array", ["[]"] = "an array",
+      ["3"] = "a number", ["1.5"] = "a number", ["true"] = "a boolean" }) do
+      server:reset()
+      server:default({ status = 200, body = body, headers = { ["x-amzn-RequestId"] = "RID-ODD" } })
+      local res, err = c:call("GetItem", { TableName = "t" })
+      assert.is_nil(res, body)
+      assert.equal("InvalidResponse", err.code, body)
+      assert.equal("response is " .. what .. ", not a JSON object", err.message)
+      assert.equal(200, err.status)
+      assert.equal("RID-ODD", err.request_id)
+      assert.equal("GetItem", err.operation)
+      assert.is_false(err.retryable)
+      assert.equal(1, err.attempts)
+      assert.equal(1, #server:log())
+    end
+    -- an object, even empty, and an empty body are responses
+    server:default({ status = 200, body = "{}" })
+    assert.same({}, assert(c:call("GetItem", { TableName = "t" })))
+    server:default({ status = 200, body = "" })
+    assert.same({}, assert(c:call("GetItem", { TableName = "t" })))
+    c:close()
+  end)
+
+  it("ends pages with PaginationError when the server sends the token it was given", function()
+    local c = client()
+    local key = '{"pk":{"S":"a"},"sk":{"S":"b"}}'
+    server:script({
+      { status = 200, body = '{"Items":[],"Count":0,"LastEvaluatedKey":' .. key .. "}" },
+      { status = 200, body = '{"Items":[],"Count":0,"LastEvaluatedKey":' .. key .. "}" },
+      { status = 200, body = '{"Items":[],"Count":0,"LastEvaluatedKey":{"pk":{"S":"a"},"sk":{"S":"c"}}}' },
+    })
+    local got, n = {}, 0
+    for page, err in c:pages("Query", { TableName = "t" }) do
+      n = n + 1
+      assert(n <= 5, "the loop does not end")
+      got[#got + 1] = page and "page" or err.code
+      if not page then
+        assert.equal("the same LastEvaluatedKey was received twice", err.message)
+        assert.equal("Query", err.operation)
+        assert.is_false(err.retryable)
+      end
+    end
+    assert.same({ "page", "page", "PaginationError" }, got) -- the repeated page is received, then the error
+    assert.equal(2, #server:log())
+    assert.same({ pk = { S = "a" }, sk = { S = "b" } }, require("cjson").decode(server:log()[2].body).ExclusiveStartKey)
+
+    -- a string token repeated, and a start token the server sends back at once
+    server:reset()
+    server:default({ status = 200, body = '{"TableNames":["x"],"LastEvaluatedTableName":"x"}' })
+    got = {}
+    for page, err in c:pages("ListTables", { ExclusiveStartTableName = "x" }) do
+      got[#got + 1] = page and "page" or err.code
+      assert(#got <= 5, "the loop does not end")
+    end
+    assert.same({ "page", "PaginationError" }, got)
+
+    -- tokens that change: followed to the end
+    server:reset()
+    server:script({
+      { status = 200, body = '{"TableNames":["a"],"LastEvaluatedTableName":"a"}' },
+      { status = 200, body = '{"TableNames":["b"],"LastEvaluatedTableName":"b"}' },
+      { status = 200, body = '{"TableNames":["c"]}' },
+    })
+    got = {}
+    for page, err in c:pages("ListTables", {}) do got[#got + 1] = page and page.TableNames[1] or err.code end
+    assert.same({ "a", "b", "c" }, got)
+    c:close()
+  end)
+end)

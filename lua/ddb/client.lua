@@ -45,13 +45,21 @@ local function target_of(op)
   return t
 end
 
+-- The error code in an error body's `__type` (or `code`), as botocore reads
+-- it: without a `:<uri>` suffix (awsJson allows `ns#Code:http://...`), then
+-- after the last '#'; nil when nothing is left.
+local function error_code(t)
+  if type(t) ~= "string" then return nil end
+  local code = t:match("^[^:]*"):match("[^#]*$")
+  return code ~= "" and code or nil
+end
+
 -- Builds the error for an HTTP response that is not a 2xx. `h` (the core
 -- client) removes the secret key and session token from the server's message.
 local function service_error(h, op, status, body, request_id)
   local code, message
   if type(body) == "table" then
-    local t = body.__type or body.code
-    if type(t) == "string" then code = t:match("#([^#]+)$") or t end
+    code = error_code(body.__type or body.code)
     message = body.message or body.Message
   end
   local fields = { status = status, request_id = request_id, operation = op }
@@ -113,6 +121,14 @@ function M.new(opts)
 end
 
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
+local ARRAY_MT = core.array_mt
+
+-- What a decoded JSON value that is not an object is, for a message.
+local function json_kind(v)
+  if v == core.null then return "null" end
+  if type(v) == "table" then return "an array" end
+  return "a " .. type(v) -- a string, a number or a boolean
+end
 
 --- Calls one DynamoDB or DynamoDB Streams operation, retrying what the
 -- standard retry mode retries.
@@ -121,7 +137,8 @@ local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) e
 -- @treturn table|nil the decoded response
 -- @treturn table|nil an error (`code`, `message`, `status`, `request_id`, `retryable`, `attempts`);
 --   `ItemTooLarge` (with `size` and `limit`, no request made) for a `PutItem`,
---   `BatchWriteItem` or `TransactWriteItems` putting an item over 400 KB
+--   `BatchWriteItem` or `TransactWriteItems` putting an item over 400 KB;
+--   `InvalidResponse` for a 2xx response whose JSON is not an object
 function Client:call(op, params)
   if type(self) ~= "table" or self._h == nil then
     error("client:call: call it as client:call(op, params), on a client from ddb.client", 2)
@@ -154,8 +171,15 @@ function Client:call(op, params)
         retryable = retry.is_retryable(code, rstatus),
       })
     elseif status >= 200 and status < 300 then
-      self._quota:success(cost)
-      return body or {}
+      if body == nil or (type(body) == "table" and getmetatable(body) ~= ARRAY_MT) then
+        self._quota:success(cost)
+        return body or {}
+      end
+      -- valid JSON, but not an object: not a DynamoDB response
+      err = errors.new("InvalidResponse", ("response is %s, not a JSON object"):format(json_kind(body)), {
+        status = status, request_id = request_id, operation = op,
+        retryable = retry.is_retryable("InvalidResponse", status),
+      })
     else
       err = service_error(h, op, status, body, request_id)
     end
@@ -168,6 +192,22 @@ function Client:call(op, params)
     end
     core.sleep_ms(retry.backoff_ms(attempt, self.retry_base_ms, self.retry_max_backoff_ms))
   end
+end
+
+-- Whether a and b are equal decoded JSON values (tables compared by their
+-- members, as a LastEvaluatedKey is a new table each time).
+local function same_value(a, b, depth)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  depth = (depth or 0) + 1
+  if depth > 64 then return false end
+  for k, v in next, a do
+    if not same_value(v, rawget(b, k), depth) then return false end
+  end
+  for k in next, b do
+    if rawget(a, k) == nil then return false end
+  end
+  return true
 end
 
 local function get_path(t, path)
@@ -183,6 +223,9 @@ end
 -- `LastEvaluatedShardId`, ...). `params` is not modified.
 -- On failure the loop receives `false, err` once and then ends:
 --   `for page, err in client:pages(...) do if not page then ... end end`
+-- A page whose token is the one its request sent (a server that would make
+-- the loop endless) is still received; then comes `false, err` with code
+-- `PaginationError`, as botocore's paginator raises.
 -- @tparam string op a paginated operation
 -- @tparam[opt] table params the first request
 -- @treturn function iterator yielding each decoded page
@@ -200,9 +243,13 @@ function Client:pages(op, params)
   end
   local req = {}
   for k, v in pairs(params or {}) do req[k] = v end
-  local done = false
+  local done, pending = false, nil
   return function()
     if done then return nil end
+    if pending then
+      done = true
+      return false, pending
+    end
     local page, err = self:call(op, req)
     if not page then
       done = true
@@ -211,6 +258,9 @@ function Client:pages(op, params)
     local token = get_path(page, spec[1])
     if token == nil or token == core.null then
       done = true
+    elseif same_value(token, req[spec[2]]) then
+      pending = errors.new("PaginationError", ("the same %s was received twice"):format(spec[1]),
+        { operation = op })
     else
       req[spec[2]] = token
     end
