@@ -80,7 +80,8 @@ end
 -- The client's fields (`endpoint`, `region`, `credentials_source`, ...) hold
 -- no credential: those live in the C core only, and are wiped by `close`.
 -- With `insecure_tls = true`, one warning line goes to stderr.
--- @tparam[opt] table opts `endpoint`, `region`, `profile`, `access_key_id`,
+-- @tparam[opt] table opts `endpoint`, `fallback_endpoint` (used instead of
+--   AWS's when no endpoint is given or configured), `region`, `profile`, `access_key_id`,
 --   `secret_access_key`, `session_token`, `timeout_ms`, `connect_timeout_ms`,
 --   `max_attempts`, `ca_file`, `retry_base_ms`, `retry_max_backoff_ms`,
 --   `debug` (true: a line per request and per response on stderr, credentials

@@ -783,7 +783,7 @@ local function do_resolve(o, env)
 end
 
 --- Resolves the client configuration.
--- @tparam[opt] table opts user options: `endpoint`, `region`, `profile`,
+-- @tparam[opt] table opts user options: `endpoint`, `fallback_endpoint`, `region`, `profile`,
 --   `access_key_id`, `secret_access_key`, `session_token`, `timeout_ms`,
 --   `connect_timeout_ms`, `max_attempts`, `ca_file`, `retry_base_ms`,
 --   `retry_max_backoff_ms`, `debug` (boolean or function), `debug_body`,
