@@ -92,6 +92,14 @@ describe("bin/ddb scripts", function()
     assert.equal("https://dynamodb.eu-west-1.amazonaws.com/", endpoint_of({ "AWS_ENDPOINT_URL=" }, true))
   end)
 
+  it("name their --region option when prod has no region", function()
+    local code, out, err = run("list-tables", { "prod" }, { env = { "AWS_REGION=", "AWS_DEFAULT_REGION=",
+      "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null" } })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert_one_line(err, "list-tables: no AWS region: pass --region REGION or set AWS_REGION")
+  end)
+
   it("fail with one line and exit 1 when their output cannot be written", function()
     local cases = { { "list-tables", "--json", "--endpoint", moto.endpoint() } } -- "[]" at least
     for _, name in ipairs(SCRIPTS) do cases[#cases + 1] = { name, "--help" } end

@@ -121,6 +121,9 @@ function M.client(o)
   if not o.prod then opts.fallback_endpoint = M.LOCAL_ENDPOINT end
   local ok, client, err = pcall(ddb.client, opts)
   if not ok then M.fail(client, 2) end
+  if not client and err.missing == "region" then -- say it with the scripts' option
+    M.fail("no AWS region: pass --region REGION or set AWS_REGION (or add region to your AWS profile)")
+  end
   if not client then M.fail(err) end
   return client
 end

@@ -100,8 +100,8 @@ local UNSUPPORTED_CREDENTIAL_KEYS = {
 }
 
 -- Thrown inside do_resolve and turned into `nil, err` by resolve.
-local function fail(msg)
-  error(errors.new("ConfigError", msg), 0)
+local function fail(msg, fields)
+  error(errors.new("ConfigError", msg, fields), 0)
 end
 
 local function trim(s)
@@ -620,7 +620,7 @@ local function do_resolve(o, env)
   if not region then
     if not endpoint then
       fail("no AWS region: set AWS_REGION or pass region=... (or add region to profile '"
-        .. profile .. "' in " .. files.conf_name .. ")")
+        .. profile .. "' in " .. files.conf_name .. ")", { missing = "region" })
     end
     region = "us-east-1"
   end
