@@ -2,7 +2,7 @@
 -- A first look at ddb: create a table, write an item, read it back, page
 -- through a query, and show what an error looks like.
 --   lua5.4 examples/basic.lua [ENDPOINT]     (default: AWS_ENDPOINT_URL or http://localhost:8000)
-local root = arg[0]:match("^(.*)/examples/[^/]*$") or "."
+local root = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.." -- the checkout, from any directory
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 d=bin/ddb p=bin/ddb/patterns
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi # no escapes in a log
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 err=$(mktemp -t ddb-demo.XXXXXX)
 ckpt=$(mktemp -d -t ddb-demo-stream.XXXXXX) # the stream processor's checkpoint
 trap 'rm -rf "$err" "$ckpt"' EXIT

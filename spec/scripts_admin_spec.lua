@@ -92,6 +92,21 @@ describe("bin/ddb scripts", function()
     assert.equal("https://dynamodb.eu-west-1.amazonaws.com/", endpoint_of({ "AWS_ENDPOINT_URL=" }, true))
   end)
 
+  it("show their installed name (ddb-*) in --help", function()
+    local dir = R.tmpdir()
+    local link = dir .. "/ddb-list-tables"
+    assert(os.execute("ln -s " .. R.quote(R.cwd() .. "/bin/ddb/list-tables") .. " " .. R.quote(link)))
+    local root = R.cwd()
+    local code, out, err = run(nil, { "--help" }, { script = link, env = {
+      "LUA_PATH=" .. root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;", "LUA_CPATH=" .. root .. "/build/?.so;;" } })
+    R.rmrf(dir)
+    assert.equal(0, code, err)
+    assert.matches("^Usage: ddb%-list%-tables %[prod%]", out)
+    code, out = run("list-tables", { "--help" })
+    assert.equal(0, code)
+    assert.matches("^Usage: bin/ddb/list%-tables %[prod%]", out)
+  end)
+
   it("name their --region option when prod has no region", function()
     local code, out, err = run("list-tables", { "prod" }, { env = { "AWS_REGION=", "AWS_DEFAULT_REGION=",
       "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null" } })

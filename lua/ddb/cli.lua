@@ -99,7 +99,11 @@ function M.parse(argv, spec)
     i = i + 1
   end
   if o.help then
-    io.stdout:write(spec.usage, "\n")
+    local usage, name = spec.usage, script_name()
+    if name:sub(1, 4) == "ddb-" then -- installed by the rock: its own name, not the checkout's path
+      usage = usage:gsub("^([Uu]sage: )%S+", function(head) return head .. name end)
+    end
+    io.stdout:write(usage, "\n")
     M.done()
     os.exit(0)
   end
