@@ -50,24 +50,25 @@ describe("ddb.limits.item_size", function()
     assert.equal(1 + 1, size({ b = { NULL = true } }))
   end)
 
-  it("counts maps and lists as 3 bytes plus their elements (and names), sets as their members", function()
+  it("counts maps and lists as 3 bytes plus their elements, 1 byte each (and names), sets as their members", function()
     assert.equal(1 + 3, size({ m = { M = {} } }))
     assert.equal(1 + 3, size({ l = { L = {} } }))
-    assert.equal(1 + 3 + (1 + 1) + (2 + 2), size({ m = { M = { a = { S = "x" }, bb = { N = "12" } } } }))
-    assert.equal(1 + 3 + 2 + 1 + 3, size({ l = { L = { { S = "ab" }, { BOOL = true }, { L = {} } } } }))
+    assert.equal(1 + 3 + (1 + 1 + 1) + (1 + 2 + 2), size({ m = { M = { a = { S = "x" }, bb = { N = "12" } } } }))
+    assert.equal(1 + 3 + (1 + 2) + (1 + 1) + (1 + 3),
+      size({ l = { L = { { S = "ab" }, { BOOL = true }, { L = {} } } } }))
     assert.equal(2 + 3, size({ ss = { SS = { "ab", "c" } } }))
     assert.equal(2 + 2 + 2, size({ ns = { NS = { "1", "-2.50" } } }))
     assert.equal(2 + 3 + 1, size({ bs = { BS = { "AAAA", "AA==" } } }))
     local nested = {
       pk = { S = "p" },                                                          -- 2 + 1
       m = { M = {                                                                -- 1 + 3 + ...
-        a = { L = { { N = "12345" }, { BOOL = true }, { NULL = true }, { B = "AAAA" } } }, -- 1 + 3 + 4 + 1 + 1 + 3
-        s = { SS = { "ab", "c" } },                                              -- 1 + 3
-        n = { NS = { "1", "-2.50" } },                                           -- 1 + 4
-        b = { BS = { "AAA=" } },                                                 -- 1 + 2
+        a = { L = { { N = "12345" }, { BOOL = true }, { NULL = true }, { B = "AAAA" } } }, -- 1+1 + 3+4+1+1+3 + 4
+        s = { SS = { "ab", "c" } },                                              -- 1+1 + 3
+        n = { NS = { "1", "-2.50" } },                                           -- 1+1 + 4
+        b = { BS = { "AAA=" } },                                                 -- 1+1 + 2
       } },
     }
-    assert.equal(3 + 29, size(nested))
+    assert.equal(3 + 29 + 4 + 4, size(nested)) -- + 1 byte per member of m and per element of a
   end)
 
   it("counts values of the wrong shape as nothing, gives nil for a non-table, and stops on a cycle", function()
@@ -160,7 +161,8 @@ describe("the item size check", function()
         n = { NS = { "1", "-2.50" } },
         b = { BS = { "AAA=" } },
         deep = { M = { x = { L = { { M = {
-          y = { S = string.rep("z", LIMIT - 32 - 4 - 3 - 1 - 3 - 3 - 1) },
+          -- 12: 1 byte per element of a list or member of a nested map (5 + 4 + 1 + 1 + 1)
+          y = { S = string.rep("z", LIMIT - 32 - 4 - 3 - 1 - 3 - 3 - 1 - 12) },
         } } } } } },
       } },
     }

@@ -593,12 +593,14 @@ static size_t binary_size(const char *s, size_t n) {
 
 static int av_size(lua_State *L, int idx, int depth, size_t cap, size_t *total);
 
-/* The map (attribute name -> AttributeValue) at idx. */
+/* The map (attribute name -> AttributeValue) at idx: the item itself at
+ * depth 0, an M value below it, whose members cost 1 byte each as well. */
 static int map_size(lua_State *L, int idx, int depth, size_t cap, size_t *total) {
     if (!lua_checkstack(L, 4)) return -1;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (lua_type(L, -2) == LUA_TSTRING) {
+            if (depth > 0) *total += 1;
             if (av_size(L, lua_gettop(L), depth, cap, total) != 0) {
                 lua_pop(L, 2);
                 return -1;
@@ -616,13 +618,15 @@ static int map_size(lua_State *L, int idx, int depth, size_t cap, size_t *total)
     return 0;
 }
 
-/* The members of the array at idx: each an AttributeValue (kind 0), or a
- * string of kind 'S', 'N' or 'B' (the sets). */
+/* The members of the array at idx: each an AttributeValue (kind 0: an L
+ * value, 1 byte per element besides), or a string of kind 'S', 'N' or 'B'
+ * (the sets). */
 static int array_size(lua_State *L, int idx, int kind, int depth, size_t cap, size_t *total) {
     lua_Unsigned len = lua_rawlen(L, idx);
     for (lua_Unsigned i = 1; i <= len && *total <= cap; i++) {
         int t = lua_rawgeti(L, idx, (lua_Integer)i);
         if (kind == 0) {
+            *total += 1;
             if (av_size(L, lua_gettop(L), depth, cap, total) != 0) {
                 lua_pop(L, 1);
                 return -1;

@@ -9,8 +9,8 @@
 --   (`ceil(digits / 2) + 1`; leading and trailing zeros, sign, decimal point
 --   and exponent do not count);
 -- * `BOOL`, `NULL`: 1 byte;
--- * `M`, `L`: 3 bytes plus the sizes of the elements (and, for `M`, the UTF-8
---   lengths of their names);
+-- * `M`, `L`: 3 bytes plus the sizes of the elements, 1 byte per element
+--   (and, for `M`, the UTF-8 lengths of their names);
 -- * `SS`, `NS`, `BS`: the sum of the sizes of the members.
 --
 -- The client refuses a `PutItem` whose `Item`, a `BatchWriteItem` with a
