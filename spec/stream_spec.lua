@@ -206,8 +206,11 @@ describe("ddb.stream", function()
       assert.same(model.group_row(BOB, ALICE, g, at(5), "hello there"), b)
 
       -- one atomic transaction for both participants, each row a conditional
-      -- Delete + Put, with a short deterministic token
+      -- Delete (of a row of this group only) + Put, with a short
+      -- deterministic token; one GSI Query before it and nothing else
       assert.equal(1, rc:count("TransactWriteItems"))
+      assert.equal(1, rc:count("Query"))
+      assert.equal(2, #rc.calls)
       local tx
       for _, c in ipairs(rc.calls) do
         if c.op == "TransactWriteItems" then tx = c.params end
@@ -217,7 +220,8 @@ describe("ddb.stream", function()
       assert.is_true(#tx.ClientRequestToken <= 36)
       for i = 1, 4, 2 do
         local d, p = tx.TransactItems[i].Delete, tx.TransactItems[i + 1].Put
-        assert.equal("attribute_exists(pk)", d.ConditionExpression)
+        assert.equal("message_group_uuid = :g", d.ConditionExpression)
+        assert.same({ [":g"] = { S = g } }, d.ExpressionAttributeValues)
         assert.equal("attribute_not_exists(pk)", p.ConditionExpression)
         assert.equal(at(0), d.Key.sk.S)
         assert.equal(d.Key.pk.S, p.Item.pk.S)
@@ -251,9 +255,12 @@ describe("ddb.stream", function()
         owners[i] = u
         put(model.group_row(u, ALICE, g, at(0), "start"))
       end
+      -- ALICE, whom every row names and who sends, is a participant with a row too
+      owners[61] = ALICE
+      put(model.group_row(ALICE, owners[1], g, at(0), "start"))
       local rc = recording(client)
       local s = process({ post(g, at(9), ALICE, "to all") }, { client = rc })
-      assert_counts({ processed = 1, moved = 60, applied = 1, skipped = 0, failed = 0 }, s)
+      assert_counts({ processed = 1, moved = 61, applied = 1, skipped = 0, failed = 0 }, s)
       assert.equal(2, rc:count("TransactWriteItems"))
       assert_group_at(g, owners, at(9), "to all")
     end)

@@ -6,10 +6,14 @@
  *           group_plan per message group: its newest message and its
  *           earliest record.
  *   apply   per group, in the order of its earliest record: read the group's
- *           rows from the GSI (every page), keep each owner's newest row, move
- *           the ones older than the target in one transaction; when the
- *           transaction loses a race, re-read each owner's row consistently
- *           from the base table and decide again (at most max_rounds times).
+ *           rows from the GSI (every page), read consistently the rows of any
+ *           participant the GSI does not show yet (participants: the rows'
+ *           owners, the users they name, the message's sender), keep each
+ *           owner's newest row, move the ones older than the target in one
+ *           transaction (each Delete on condition that its slot still holds
+ *           a row of this group); when the transaction loses a race, re-read
+ *           each owner's row consistently from the base table and decide
+ *           again (at most max_rounds times).
  *           When an owner's slot (GRP#owner, target) is held by that owner's
  *           row of another group, that owner's target steps 1 us later and
  *           the transaction is sent again (at most DDB_REWRITE_MAX_BUMPS
@@ -53,12 +57,13 @@ enum { OUT_NONE = 0, OUT_MOVED, OUT_FAILED };  /* a group's outcome */
 enum { W_DONE, W_RACE, W_FAIL };               /* a write round's outcome */
 enum { X_RACE, X_BUMPED, X_FAIL };             /* what a cancelled transaction means */
 enum { SLOT_FREE, SLOT_OURS, SLOT_OTHER };     /* who holds a Put's slot */
-enum { A_UUID = 1, A_SK, A_MSG, A_ID, A_SLOTS }; /* anchor slots of a group */
+enum { A_UUID = 1, A_SK, A_MSG, A_ID, A_SENDER, A_SLOTS }; /* anchor slots of a group */
 
 typedef struct {
     int first_rec;  /* 1-based index of the group's earliest acting record */
     int target_rec; /* the record carrying its newest message */
     const char *uuid, *sk, *msg; /* anchored in the anchors table */
+    const char *sender;          /* its message's user_uuid (a uuid), or NULL; anchored too */
     size_t sk_len, msg_len;
     lua_Integer moved; /* rows moved */
     int outcome;
@@ -96,9 +101,11 @@ static const char *const P_PK[] = {"dynamodb", "Keys", "pk", "S", NULL};
 static const char *const P_KEY_SK[] = {"dynamodb", "Keys", "sk", "S", NULL};
 static const char *const P_IMAGE_SK[] = {"dynamodb", "NewImage", "sk", "S", NULL};
 static const char *const P_MESSAGE[] = {"dynamodb", "NewImage", "message", "S", NULL};
+static const char *const P_SENDER[] = {"dynamodb", "NewImage", "user_uuid", "S", NULL};
 static const char *const P_ROW_PK[] = {"pk", "S", NULL};
 static const char *const P_ROW_SK[] = {"sk", "S", NULL};
 static const char *const P_ROW_GROUP[] = {"message_group_uuid", "S", NULL};
+static const char *const P_ROW_OTHER[] = {"user_uuid", "S", NULL};
 
 /* ------------------------------------------------------------------ */
 /* Small pure helpers                                                  */
@@ -292,8 +299,10 @@ static void mark_array(lua_State *L, int idx) {
 /* Plan                                                                */
 
 /* Examines the record at rec. An acting record (INSERT of a well-formed
- * MSG#<uuid> item) pushes its group uuid, sk, message and identifier (4
- * values) and returns 1; anything else pushes nothing and returns 0. */
+ * MSG#<uuid> item) pushes its group uuid, sk, message, identifier and sender
+ * (NewImage.user_uuid when it is a uuid, else nil: a message without one
+ * still acts) (5 values) and returns 1; anything else pushes nothing and
+ * returns 0. */
 static int classify(lua_State *L, int rec) {
     STACK_ENTER(L);
     const int top = lua_gettop(L);
@@ -349,7 +358,12 @@ static int classify(lua_State *L, int rec) {
             lua_pushliteral(L, "");
         }
     }
-    STACK_LEAVE(L, 4);
+    s = path_string(L, rec, P_SENDER, &n); /* top+5: sender */
+    if (!s || !is_uuid(s, n)) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    STACK_LEAVE(L, 5);
     return 1;
 skip:
     lua_settop(L, top);
@@ -365,7 +379,7 @@ static const char *anchor(ctx *c, int gi, int slot, int idx, size_t *len) {
     return lua_tolstring(L, idx, len);
 }
 
-/* Folds an acting record (its 4 classify values from index v) into the
+/* Folds an acting record (its 5 classify values from index v) into the
  * plan; returns its group. Stack unchanged. */
 static int plan_add(ctx *c, int rec_index, int v) {
     lua_State *L = c->L;
@@ -382,6 +396,7 @@ static int plan_add(ctx *c, int rec_index, int v) {
             g->target_rec = rec_index;
             g->sk = anchor(c, gi, A_SK, v + 1, &g->sk_len);
             g->msg = anchor(c, gi, A_MSG, v + 2, &g->msg_len);
+            g->sender = anchor(c, gi, A_SENDER, v + 4, &n);
         }
         STACK_LEAVE(L, 0);
         return gi;
@@ -399,6 +414,7 @@ static int plan_add(ctx *c, int rec_index, int v) {
     g->sk = anchor(c, gi, A_SK, v + 1, &g->sk_len);
     g->msg = anchor(c, gi, A_MSG, v + 2, &g->msg_len);
     anchor(c, gi, A_ID, v + 3, &n);
+    g->sender = anchor(c, gi, A_SENDER, v + 4, &n);
     STACK_LEAVE(L, 0);
     return gi;
 }
@@ -501,13 +517,49 @@ static void fold_row(lua_State *L, int row, int best, const group_plan *g) {
     STACK_LEAVE(L, 0);
 }
 
+/* Whether the values at a and b are equal: raw equality, or tables with the
+ * same keys whose values are equal in turn (keys a few levels deep, as an
+ * ExclusiveStartKey of AttributeValues is; anything deeper counts as
+ * different). Stack unchanged. */
+static int same_value(lua_State *L, int a, int b, int depth) {
+    if (lua_rawequal(L, a, b)) return 1;
+    if (lua_type(L, a) != LUA_TTABLE || lua_type(L, b) != LUA_TTABLE || depth <= 0) return 0;
+    STACK_ENTER(L);
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
+    lua_Unsigned na = 0, nb = 0;
+    int same = 1;
+    lua_pushnil(L);
+    while (same && lua_next(L, a)) { /* key, value */
+        na++;
+        lua_pushvalue(L, -2);
+        lua_rawget(L, b); /* key, value, b[key] */
+        same = !lua_isnil(L, -1) && same_value(L, -2, -1, depth - 1);
+        lua_pop(L, 2);
+    }
+    if (!same) {
+        lua_pop(L, 1); /* the key lua_next left */
+        STACK_LEAVE(L, 0);
+        return 0;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, b)) {
+        nb++;
+        lua_pop(L, 1);
+    }
+    STACK_LEAVE(L, 0);
+    return na == nb;
+}
+
 /* Runs the Query request on top of the stack (consumed) over all its pages,
  * folding its rows into best. Returns 1 with nothing left, or 0 with the
- * error in the request's place. */
+ * error in the request's place. A response whose LastEvaluatedKey is the
+ * ExclusiveStartKey it was asked for (it would be followed forever), or a
+ * query past DDB_REWRITE_MAX_PAGES pages, is an InvalidResponse error. */
 static int query_all(ctx *c, const group_plan *g, int best) {
     lua_State *L = c->L;
     const int req = lua_gettop(L);
-    for (;;) {
+    for (lua_Integer page = 1;; page++) {
         if (!call_client(c, "Query", req)) { /* req+1: error */
             lua_replace(L, req);
             return 0;
@@ -522,9 +574,27 @@ static int query_all(ctx *c, const group_plan *g, int best) {
             }
         }
         lua_pop(L, 1);
-        if (push_field(L, req + 1, "LastEvaluatedKey") != LUA_TTABLE) {
+        if (push_field(L, req + 1, "LastEvaluatedKey") != LUA_TTABLE) { /* req+2 */
             lua_settop(L, req - 1);
             return 1;
+        }
+        push_field(L, req, "ExclusiveStartKey"); /* req+3: nil on the first page */
+        int repeated = same_value(L, req + 2, req + 3, 4);
+        lua_pop(L, 1);
+        if (repeated || page >= DDB_REWRITE_MAX_PAGES) {
+            if (repeated)
+                push_error(L, "InvalidResponse",
+                           "group %s: page %d's LastEvaluatedKey is the ExclusiveStartKey of its request: "
+                           "following it would never end",
+                           g->uuid, (int)page);
+            else
+                push_error(L, "InvalidResponse", "group %s: still a LastEvaluatedKey after %d pages: given up",
+                           g->uuid, (int)DDB_REWRITE_MAX_PAGES);
+            lua_pushliteral(L, "Query");
+            lua_setfield(L, -2, "operation");
+            lua_replace(L, req);
+            lua_settop(L, req);
+            return 0;
         }
         lua_setfield(L, req, "ExclusiveStartKey"); /* req is our own plain table */
         lua_pop(L, 1);
@@ -548,31 +618,142 @@ static int read_gsi(ctx *c, const group_plan *g, int best) {
     return query_all(c, g, best);
 }
 
+/* The rows of the group of one owner (its pk at index pk), read
+ * consistently from the base table (every page). Returns as query_all. */
+static int read_owner(ctx *c, const group_plan *g, int pk, int best) {
+    lua_State *L = c->L;
+    pk = lua_absindex(L, pk);
+    lua_createtable(L, 0, 6);
+    lua_pushvalue(L, c->table);
+    lua_setfield(L, -2, "TableName");
+    lua_pushliteral(L, "pk = :o");
+    lua_setfield(L, -2, "KeyConditionExpression");
+    lua_pushliteral(L, "message_group_uuid = :g");
+    lua_setfield(L, -2, "FilterExpression");
+    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, pk);
+    lua_setfield(L, -2, "S");
+    lua_setfield(L, -2, ":o");
+    push_s(L, g->uuid, UUID_LEN);
+    lua_setfield(L, -2, ":g");
+    lua_setfield(L, -2, "ExpressionAttributeValues");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "ConsistentRead");
+    return query_all(c, g, best);
+}
+
 /* Each owner's rows of the group, read consistently from the base table.
  * Returns as query_all. */
 static int reread_owners(ctx *c, const group_plan *g, int owners, int best) {
     lua_State *L = c->L;
     lua_Unsigned n = lua_rawlen(L, owners);
     for (lua_Unsigned i = 1; i <= n; i++) {
-        lua_createtable(L, 0, 6);
-        lua_pushvalue(L, c->table);
-        lua_setfield(L, -2, "TableName");
-        lua_pushliteral(L, "pk = :o");
-        lua_setfield(L, -2, "KeyConditionExpression");
-        lua_pushliteral(L, "message_group_uuid = :g");
-        lua_setfield(L, -2, "FilterExpression");
-        lua_createtable(L, 0, 2);
-        lua_createtable(L, 0, 1);
         lua_rawgeti(L, owners, (lua_Integer)i);
-        lua_setfield(L, -2, "S");
-        lua_setfield(L, -2, ":o");
-        push_s(L, g->uuid, UUID_LEN);
-        lua_setfield(L, -2, ":g");
-        lua_setfield(L, -2, "ExpressionAttributeValues");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "ConsistentRead");
-        if (!query_all(c, g, best)) return 0;
+        int ok = read_owner(c, g, -1, best);
+        lua_remove(L, ok ? -1 : -2); /* the pk */
+        if (!ok) return 0;
     }
+    return 1;
+}
+
+/* Adds "GRP#<s>" to the set at index set when s is a uuid. */
+static void add_participant(lua_State *L, int set, const char *s, size_t n) {
+    if (!s || !is_uuid(s, n)) return;
+    lua_pushliteral(L, "GRP#");
+    lua_pushlstring(L, s, n);
+    lua_concat(L, 2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, set);
+}
+
+/* Pushes the set (pk -> true) of the group's participants that best and the
+ * message tell of: the owner of each row (its pk), the other participant
+ * the row names (its user_uuid), and the sender of the group's message. */
+static void push_participants(lua_State *L, const group_plan *g, int best) {
+    STACK_ENTER(L);
+    lua_newtable(L);
+    const int set = lua_gettop(L);
+    if (g->sender) add_participant(L, set, g->sender, UUID_LEN);
+    lua_pushnil(L);
+    while (lua_next(L, best)) { /* pk, row */
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, set);
+        size_t n = 0;
+        const char *other = path_string(L, -1, P_ROW_OTHER, &n); /* pk, row, user_uuid */
+        add_participant(L, set, other, n);
+        lua_pop(L, 2);
+    }
+    STACK_LEAVE(L, 1);
+}
+
+/* Round 0 only. The GSI is eventually consistent: a row just created or
+ * just moved may be missing from it. Each participant (push_participants)
+ * without a row in best is read consistently from the base table
+ * (read_owner; the rows found may name further participants), each at most
+ * once. When both rows are in the GSI, as they nearly always are, this
+ * makes no request. Returns 1 when every participant has a row in best, or
+ * when no row of the group turned up at all (there is nothing to move: a
+ * message whose group rows are gone); else 0 with the error pushed:
+ * GroupRowMissing (a participant without a row even in a consistent read:
+ * moving the others would leave its list behind, so the group fails and is
+ * retried) or the client's. */
+static int complete_rows(ctx *c, const group_plan *g, int best) {
+    lua_State *L = c->L;
+    STACK_ENTER(L);
+    const int top = lua_gettop(L);
+    lua_newtable(L); /* top+1: pks read consistently */
+    for (int read = 1; read;) {
+        read = 0;
+        lua_settop(L, top + 1);
+        push_participants(L, g, best); /* top+2 */
+        lua_pushnil(L);
+        while (lua_next(L, top + 2)) { /* pk, true */
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            int seen = lua_rawget(L, best) != LUA_TNIL;
+            lua_pushvalue(L, -2);
+            seen = seen || lua_rawget(L, top + 1) != LUA_TNIL;
+            lua_pop(L, 2);
+            if (seen) continue;
+            lua_pushvalue(L, -1);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, top + 1);
+            if (!read_owner(c, g, -1, best)) { /* the error on top */
+                lua_replace(L, top + 1);
+                lua_settop(L, top + 1);
+                STACK_LEAVE(L, 1);
+                return 0;
+            }
+            read = 1;
+        }
+    }
+    /* top+2: the participants; every one without a row was read */
+    lua_pushnil(L);
+    int any = lua_next(L, best);
+    lua_settop(L, top + 2);
+    if (any) {
+        lua_pushnil(L);
+        while (lua_next(L, top + 2)) { /* pk, true */
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, best) != LUA_TNIL) {
+                lua_pop(L, 1);
+                continue;
+            }
+            push_error(L, "GroupRowMissing",
+                       "group %s: participant %s has no row of it, neither in the GSI nor in a consistent "
+                       "read of its rows; its rows not moved to %s",
+                       g->uuid, lua_tostring(L, -2), g->sk);
+            lua_replace(L, top + 1);
+            lua_settop(L, top + 1);
+            STACK_LEAVE(L, 1);
+            return 0;
+        }
+    }
+    lua_settop(L, top);
+    STACK_LEAVE(L, 0);
     return 1;
 }
 
@@ -616,7 +797,7 @@ static void push_token(ctx *c, const group_plan *g, const move_ref *m, int n) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     EVP_MD_CTX *x = EVP_MD_CTX_new();
-    int ok = x && EVP_DigestInit_ex(x, EVP_sha256(), NULL) && digest_field(x, "ddb.rewrite/2", 13) &&
+    int ok = x && EVP_DigestInit_ex(x, EVP_sha256(), NULL) && digest_field(x, "ddb.rewrite/3", 13) &&
              digest_field(x, table, tl) && digest_field(x, g->uuid, UUID_LEN) &&
              digest_field(x, g->sk, g->sk_len) && digest_field(x, g->msg, g->msg_len);
     for (int k = 0; ok && k < n; k++)
@@ -634,12 +815,15 @@ static void push_token(ctx *c, const group_plan *g, const move_ref *m, int n) {
     lua_pushlstring(L, out, sizeof out);
 }
 
-/* Pushes {Delete = {...}} for the row at index row. */
-static void push_delete(ctx *c, int row) {
+/* Pushes {Delete = {...}} for the row at index row, on condition that the
+ * item at its key is still a row of the group g (which implies it exists):
+ * a stale read may show our row at a slot that the owner's row of another
+ * group holds now, and that one must not go. */
+static void push_delete(ctx *c, const group_plan *g, int row) {
     lua_State *L = c->L;
     row = lua_absindex(L, row);
     lua_createtable(L, 0, 1);
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     lua_pushvalue(L, c->table);
     lua_setfield(L, -2, "TableName");
     lua_createtable(L, 0, 2);
@@ -648,8 +832,12 @@ static void push_delete(ctx *c, int row) {
     push_field(L, row, "sk");
     lua_setfield(L, -2, "sk");
     lua_setfield(L, -2, "Key");
-    lua_pushliteral(L, "attribute_exists(pk)");
+    lua_pushliteral(L, "message_group_uuid = :g");
     lua_setfield(L, -2, "ConditionExpression");
+    lua_createtable(L, 0, 1);
+    push_s(L, g->uuid, UUID_LEN);
+    lua_setfield(L, -2, ":g");
+    lua_setfield(L, -2, "ExpressionAttributeValues");
     lua_setfield(L, -2, "Delete");
 }
 
@@ -688,7 +876,7 @@ static void push_transaction(ctx *c, const group_plan *g, int rows, const move_r
     mark_array(L, -1);
     for (int k = 0; k < n; k++) {
         lua_rawgeti(L, rows, m[k].row);
-        push_delete(c, -1);
+        push_delete(c, g, -1);
         lua_rawseti(L, -3, 2 * (lua_Integer)k + 1);
         push_put(c, g, -1, &m[k]);
         lua_rawseti(L, -3, 2 * (lua_Integer)k + 2);
@@ -789,9 +977,10 @@ static int bump(ctx *c, const group_plan *g, move_ref *mv, int targets, int bump
 
 /* What a failed TransactWriteItems (error at err, moving the n rows m) means.
  *   X_RACE    rows changed under us: a Delete's condition failed (the row
- *             moved), a conflicting transaction, or a Put's slot turned out
- *             free or held by our own group's row (another processor moved
- *             it there): re-read and decide again.
+ *             moved, or the read was stale and the slot holds a row of
+ *             another group now), a conflicting transaction, or a Put's
+ *             slot turned out free or held by our own group's row (another
+ *             processor moved it there): re-read and decide again.
  *   X_BUMPED  the only obstacles were slots held by rows of other groups:
  *             those owners' targets stepped 1 us later (m, targets, bumps
  *             updated): send the rows again.
@@ -945,12 +1134,13 @@ static int apply_group(ctx *c, group_plan *g) {
     lua_State *L = c->L;
     STACK_ENTER(L);
     const int base = lua_gettop(L);
-    lua_newtable(L); /* base+1: owners (pk strings) seen by the first read */
+    lua_newtable(L); /* base+1: owners (pk strings) found by the first round's reads */
     lua_newtable(L); /* base+2: targets, pk -> sk, of owners bumped past the group's sk */
     lua_newtable(L); /* base+3: bumps, pk -> steps taken */
     for (lua_Integer round = 0;; round++) {
         lua_newtable(L); /* base+4: best row per owner */
-        int ok = round == 0 ? read_gsi(c, g, base + 4) : reread_owners(c, g, base + 1, base + 4);
+        int ok = round == 0 ? read_gsi(c, g, base + 4) && complete_rows(c, g, base + 4)
+                            : reread_owners(c, g, base + 1, base + 4);
         if (!ok || !run_inject(c, "after_read", g)) goto fail;
         if (round == 0) collect_owners(L, base + 4, base + 1);
         int w = write_moves(c, g, base + 4, base + 2, base + 3);
