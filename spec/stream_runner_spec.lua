@@ -475,13 +475,17 @@ describe("ddb.stream.run", function()
   end)
 
   describe("shard lineage (a stub of the Streams operations over moto's records)", function()
-    -- shards: in listing order, { id, parent, records, closed }; DescribeStream
-    -- answers one shard per page. Every other operation goes to moto.
+    -- shards: in listing order, { id, parent, records, closed, empty, trailing };
+    -- DescribeStream answers one shard per page (a closed shard with its
+    -- EndingSequenceNumber). Every new iterator first serves `empty` pages
+    -- without records (as DynamoDB Streams may, before records further on);
+    -- a closed shard serves `trailing` more after its records before its end.
+    -- Every other operation goes to moto.
     local function stub(shards)
       local c = { calls = {} }
       local by_id = {}
       for i, s in ipairs(shards) do by_id[s.id] = { shard = s, index = i } end
-      local function iterator(id, pos) return id .. "|" .. pos end
+      local function iterator(id, pos, empty) return id .. "|" .. pos .. "|" .. (empty or 0) end
       function c.call(_, op, p)
         c.calls[#c.calls + 1] = { op = op, params = p }
         if op == "DescribeTable" then
@@ -492,7 +496,8 @@ describe("ddb.stream.run", function()
           local i = p.ExclusiveStartShardId and by_id[p.ExclusiveStartShardId].index + 1 or 1
           local s = shards[i]
           return { StreamDescription = { StreamArn = p.StreamArn, Shards = { { ShardId = s.id,
-            ParentShardId = s.parent, SequenceNumberRange = { StartingSequenceNumber = "1" } } },
+            ParentShardId = s.parent, SequenceNumberRange = { StartingSequenceNumber = "1",
+              EndingSequenceNumber = s.closed and "99999999999999999999" or nil } } },
             LastEvaluatedShardId = shards[i + 1] and s.id or nil } }
         elseif op == "GetShardIterator" then
           local s = by_id[p.ShardId].shard
@@ -503,14 +508,18 @@ describe("ddb.stream.run", function()
               if seq(r) == p.SequenceNumber then pos = i + 1 end
             end
           end
-          return { ShardIterator = iterator(s.id, pos) }
+          return { ShardIterator = iterator(s.id, pos, s.empty) }
         elseif op == "GetRecords" then
-          local id, pos = p.ShardIterator:match("^(.*)|(%d+)$")
+          local id, pos, empty = p.ShardIterator:match("^(.*)|(%d+)|(%d+)$")
           local s = by_id[id].shard
-          pos = tonumber(pos)
+          pos, empty = tonumber(pos), tonumber(empty)
+          if empty > 0 then return { Records = core.array(), NextShardIterator = iterator(id, pos, empty - 1) } end
           local out = table.move(s.records, pos, math.min(#s.records, pos + p.Limit - 1), 1, core.array())
           local nxt = pos + #out
-          return { Records = out, NextShardIterator = (not s.closed or nxt <= #s.records) and iterator(id, nxt) or nil }
+          if not s.closed then return { Records = out, NextShardIterator = iterator(id, nxt) } end
+          if #out == 0 then nxt = pos + 1 end -- past the records: `trailing` empty pages, then the end
+          local ends = nxt > #s.records + (s.trailing or 0)
+          return { Records = out, NextShardIterator = not ends and iterator(id, nxt) or nil }
         end
         return client:call(op, p)
       end
@@ -617,6 +626,58 @@ describe("ddb.stream.run", function()
       end
       assert.same({ "parent LATEST", "parent AFTER_SEQUENCE_NUMBER", "child TRIM_HORIZON" }, types)
       assert.is_true(checkpoint_of(s).shards.parent.finished)
+    end)
+
+    -- GetRecords calls per shard id.
+    local function get_records(c)
+      local n = {}
+      for _, x in ipairs(c.calls) do
+        if x.op == "GetRecords" then
+          local id = x.params.ShardIterator:match("^(.*)|%d+|%d+$")
+          n[id] = (n[id] or 0) + 1
+        end
+      end
+      return n
+    end
+
+    it("--once reads past pages without records to the records after them, and leaves an open shard after "
+      .. "ONCE_EMPTY_PAGES of them in a row", function()
+      local E = stream.ONCE_EMPTY_PAGES
+      assert.equal(5, E)
+      local r1, r2, r3 = lineage()
+      local records = table.move(r2, 1, #r2, #r1 + 1, table.move(r1, 1, #r1, 1, {}))
+      table.move(r3, 1, #r3, #records + 1, records)
+      local shard = { id = "open", records = records, closed = false, empty = E - 1 }
+      local c = stub({ shard })
+      local s = assert(run({ client = c, batch_size = 1000 }))
+      assert.equal(#records, s.records)
+      assert_converged()
+      -- E - 1 empty pages, the page of records, then E empty pages: drained
+      assert.same({ open = (E - 1) + 1 + E }, get_records(c))
+      assert.is_nil(checkpoint_of(s).shards.open.finished)
+      -- as many empty pages as the bound: a run stops there (follow mode goes on)
+      shard.empty = E
+      c = stub({ shard })
+      s = assert(run({ client = c }))
+      assert.same({ 0, 0 }, { s.records, s.batches })
+      assert.same({ open = E }, get_records(c))
+    end)
+
+    it("--once reads a closed shard to its end through any number of pages without records, then its child",
+      function()
+      local E = stream.ONCE_EMPTY_PAGES
+      local r1, r2, r3 = lineage()
+      local child = table.move(r3, 1, #r3, #r2 + 1, table.move(r2, 1, #r2, 1, {}))
+      local c = stub({
+        { id = "parent", records = r1, closed = true, empty = E + 2, trailing = E + 3 },
+        { id = "child", parent = "parent", records = child, closed = false },
+      })
+      local s = assert(run({ client = c, batch_size = 1000 }))
+      assert.same({ "parent", "child" }, c:opened())
+      assert.equal(#r1 + #child, s.records)
+      assert_converged()
+      assert.equal((E + 2) + 1 + (E + 3), get_records(c).parent)
+      assert.same({ sequence_number = seq(r1[#r1]), finished = true }, checkpoint_of(s).shards.parent)
     end)
   end)
 

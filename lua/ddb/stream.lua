@@ -11,11 +11,15 @@
 --   them, so there is no feedback loop) and malformed records are counted
 --   skips, never errors;
 -- * per message group the newest message of the batch wins; the group's rows
---   are read from the GSI (every page), and each owner's newest row older than
---   that message moves to it in one `TransactWriteItems`: a `Delete` of the
---   old row on condition it is still there and a `Put` of its copy (every
---   attribute kept, `sk` and `message` replaced) on condition it is not there
---   yet, for both participants at once, with a deterministic
+--   are read from the GSI (every page; as the GSI is eventually consistent, a
+--   participant it shows no row of, the message's sender or the user a row
+--   names, is read with a consistent read, and one without a row even then
+--   fails the group, `GroupRowMissing`), and each owner's newest row older
+--   than that message moves to it in one `TransactWriteItems`: a `Delete` of
+--   the old row on condition it is still there as a row of this group (a
+--   stale read never deletes another group's row) and a `Put` of its copy
+--   (every attribute kept, `sk` and `message` replaced) on condition it is not
+--   there yet, for both participants at once, with a deterministic
 --   `ClientRequestToken`;
 -- * a row never moves to an older or equal `sk`, so replays and out-of-order
 --   deliveries change nothing;
@@ -216,6 +220,11 @@ M.CHECKPOINT_DIR = ".ddb-stream"
 M.REFRESH_MS = 60000
 --- Expired iterators renewed in a row, per shard, before `run` gives up.
 M.MAX_RENEWALS = 3
+--- In `once` mode, pages without records in a row after which an open shard
+-- counts as drained. (DynamoDB Streams may answer a page without records, with
+-- a next iterator, while records lie further on: stopping at the first one
+-- would leave every `once` run where the last one started.)
+M.ONCE_EMPTY_PAGES = 5
 
 local CHECKPOINT_VERSION = 1
 local FOLLOW_BATCHES_PER_PASS = 100 -- in follow mode, a busy shard lets the others have a turn
@@ -404,7 +413,9 @@ local function list_shards(client, arn)
       local id = type(s) == "table" and s.ShardId
       if type(id) == "string" and id ~= "" and not seen[id] then
         seen[id] = true
-        list[#list + 1] = { id = id, parent = type(s.ParentShardId) == "string" and s.ParentShardId or nil }
+        local range = s.SequenceNumberRange
+        list[#list + 1] = { id = id, parent = type(s.ParentShardId) == "string" and s.ParentShardId or nil,
+          closed = type(range) == "table" and type(range.EndingSequenceNumber) == "string" }
       end
     end
     local last = d.LastEvaluatedShardId
@@ -538,8 +549,10 @@ local function handle_batch(st, shard, records)
   end
 end
 
--- Reads a shard until a page without records (or, following, a fair share of
--- pages), its end, or a stop. Returns true and "closed" when the shard is
+-- Reads a shard until its end, a stop, or: following, a page without records
+-- or a fair share of pages; in once mode, for a shard the listing shows open,
+-- ONCE_EMPTY_PAGES pages without records in a row (a shard the listing shows
+-- closed is read to its end). Returns true and "closed" when the shard is
 -- finished, true when it was left open, nil, err on a failure.
 local function drain(st, shard)
   local live = st.live[shard.id]
@@ -547,7 +560,7 @@ local function drain(st, shard)
     live = {}
     st.live[shard.id] = live
   end
-  local renewals, pages = 0, 0
+  local renewals, pages, empties = 0, 0, 0
   local function finish()
     live.iterator = nil
     entry(st, shard.id).finished = true
@@ -586,7 +599,12 @@ local function drain(st, shard)
       if type(nxt) ~= "string" or nxt == "" then return finish() end
       live.iterator = nxt
       pages = pages + 1
-      if #records == 0 or (st.o.follow and pages >= FOLLOW_BATCHES_PER_PASS) then return true end
+      empties = #records == 0 and empties + 1 or 0
+      if st.o.follow then
+        if #records == 0 or pages >= FOLLOW_BATCHES_PER_PASS then return true end
+      elseif empties >= M.ONCE_EMPTY_PAGES and not shard.closed then
+        return true
+      end
     end
   end
   return true
@@ -636,8 +654,10 @@ end
 -- @tparam[opt] table opts
 --   `table` (default `"cruddur-messages"`), `index`, `max_rounds`, `inject`
 --   (as for `process`);
---   `once` (default) drains every shard that can be read (until each returns a
---   page without records, or ends) and returns; `follow = true` keeps polling
+--   `once` (default) drains every shard that can be read and returns: an open
+--   shard until `ONCE_EMPTY_PAGES` (5) pages in a row without records (a page
+--   without records may come before records further on) or its end, a shard
+--   the listing shows closed to its end; `follow = true` keeps polling
 --   until `should_stop()` returns true (checked between pages; default:
 --   forever), sleeping when idle (from 50 ms, doubling up to `idle_max_ms`,
 --   default 1000) and listing the shards again when one closes or every
