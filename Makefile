@@ -83,7 +83,8 @@ bench: bench-deps
 SAN_FLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_BUILD := build/asan
 VALGRIND_SPECS ?= spec/sigv4_suite_spec.lua spec/sigv4_botocore_spec.lua spec/json_spec.lua \
-                  spec/client_spec.lua spec/retry_spec.lua spec/stream_spec.lua
+                  spec/client_spec.lua spec/retry_spec.lua spec/stream_spec.lua \
+                  spec/stream_races_spec.lua spec/hostile_options_spec.lua
 
 test-asan:
 	@scripts/deps.sh asan

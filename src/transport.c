@@ -176,7 +176,10 @@ ddb_transport *ddb_transport_new(const ddb_transport_opts *o, char *err, size_t 
     SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(h, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
     SETOPT(h, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
-    if (o->ca_file) SETOPT(h, CURLOPT_CAINFO, o->ca_file);
+    if (o->ca_file) { /* this bundle only: not the system's CA directory besides (libcurl's default CAPATH) */
+        SETOPT(h, CURLOPT_CAINFO, o->ca_file);
+        SETOPT(h, CURLOPT_CAPATH, (char *)NULL);
+    }
     SETOPT(h, CURLOPT_POST, 1L);
     t->mode = MODE_POST;
     SETOPT(h, CURLOPT_WRITEFUNCTION, on_body);

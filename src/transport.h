@@ -25,7 +25,7 @@ enum { DDB_T_OK = 0, DDB_T_TIMEOUT = 1, DDB_T_ERROR = 2, DDB_T_TOO_BIG = 3 };
 typedef struct {
     long connect_timeout_ms; /* > 0 */
     long timeout_ms;         /* whole attempt, > 0 */
-    const char *ca_file;     /* NULL: the system bundle */
+    const char *ca_file;     /* NULL: the system bundle and CA directory; else this bundle only */
     int insecure;            /* 1: no TLS verification (explicit opt-in only) */
     size_t max_response_bytes;
 } ddb_transport_opts;
