@@ -140,6 +140,11 @@ local function random_request(rng, id, pool)
     end
   end
   if rng.chance(0.3) then headers[#headers + 1] = { "Accept-Encoding", "identity" } end
+  if rng.chance(0.4) then -- one botocore never signs (sent, left out of SignedHeaders)
+    headers[#headers + 1] = { random_case(rng, rng.pick({ "User-Agent", "Expect", "Connection", "Keep-Alive", "TE",
+      "Transfer-Encoding", "Upgrade", "X-Amzn-Trace-Id", "traceparent", "tracestate", "baggage", "Trailer",
+      "Proxy-Authorization", "Proxy-Authenticate" })), rng.word(VALUE_CHARS, 1, 20) }
+  end
   req.body = random_body(rng, op)
   if rng.chance(0.3) then headers[#headers + 1] = { "Content-Length", tostring(#req.body) } end
   for i = #headers, 2, -1 do -- shuffle

@@ -583,6 +583,18 @@ static int name_is(const ddb_header *h, const char *lname, size_t n) {
 
 #define LIT(s) s, sizeof(s) - 1
 
+/* Headers botocore never signs (SIGNED_HEADERS_BLACKLIST): hop-by-hop ones
+ * and those proxies, load balancers and tracers add or rewrite in transit. */
+static const struct {
+    const char *name;
+    size_t len;
+} unsigned_headers[] = {
+    {"baggage", 7},     {"connection", 10},  {"expect", 6},           {"keep-alive", 10},
+    {"proxy-authenticate", 18}, {"proxy-authorization", 19}, {"te", 2},  {"traceparent", 11},
+    {"tracestate", 10}, {"trailer", 7},      {"transfer-encoding", 17}, {"upgrade", 7},
+    {"user-agent", 10}, {"x-amzn-trace-id", 15},
+};
+
 /* Canonical headers, blank line, signed headers: the signed-headers list
  * is left at [*sh_off, *sh_off + *sh_len) of the canonical request. */
 static int add_headers(ddb_sigv4_out *o, const ddb_sigv4_req *r, size_t *sh_off, size_t *sh_len,
@@ -613,6 +625,10 @@ static int add_headers(ddb_sigv4_out *o, const ddb_sigv4_req *r, size_t *sh_off,
                    "X-Amz-Content-Sha256: sign adds them";
             return 0;
         }
+        int skip = 0;
+        for (size_t k = 0; k < sizeof unsigned_headers / sizeof unsigned_headers[0] && !skip; k++)
+            skip = name_is(src, unsigned_headers[k].name, unsigned_headers[k].len);
+        if (skip) continue; /* sent, but not signed */
         h[m] = *src;
         idx[m] = m;
         m++;

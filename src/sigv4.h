@@ -7,6 +7,10 @@
  * (req->session_token, if non-empty), X-Amz-Content-Sha256 (out->content_sha256,
  * if sign_body) and Authorization (out->authorization.p); passing any of these
  * four in req->headers is an error. Header names must be HTTP tokens.
+ * Headers botocore never signs (User-Agent, Expect, Connection, Keep-Alive,
+ * TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization,
+ * Proxy-Authenticate, X-Amzn-Trace-Id, traceparent, tracestate, baggage) are
+ * left out of the signature: they may change in transit.
  * Canonical form: path normalized the botocore way (if asked) then encoded
  * once; query %XX-decoded, re-encoded, sorted, empty pieces dropped; header
  * names lowercased and stably sorted, repeats joined with ','; values trimmed
