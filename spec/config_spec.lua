@@ -354,6 +354,14 @@ describe("ddb.config.resolve credentials without files", function()
     assert.are.equal("environment", cfg.credentials_source)
   end)
 
+  it("returns a ConfigError for a session token of spaces only", function()
+    local msg = fails(nil, { AWS_ACCESS_KEY_ID = "AKIDENV", AWS_SECRET_ACCESS_KEY = "env-secret",
+      AWS_SESSION_TOKEN = "   ", AWS_REGION = "us-east-1" })
+    assert.matches("session token (from environment) is only spaces", msg, 1, true)
+    msg = fails(with(CREDS, { session_token = " " }), { AWS_REGION = "us-east-1" })
+    assert.matches("session token (from options) is only spaces", msg, 1, true)
+  end)
+
   it("returns a ConfigError for half the environment pair, without the secret", function()
     local msg = fails({ region = "us-east-1" }, { AWS_SECRET_ACCESS_KEY = "lonely-secret" })
     assert.matches("AWS_ACCESS_KEY_ID", msg, 1, true)

@@ -57,7 +57,8 @@ describe("core.http_client", function()
       { status = 200, body = '{"ok":true}' },
       { status = 404, body = "missing" },
     }
-    local status, body, headers = h:request("GET", srv.url .. "/a/b?x=1&y=2", { ["X-Req"] = "v1", Empty = "" })
+    local status, body, headers = h:request("GET", srv.url .. "/a/b?x=1&y=2", { ["X-Req"] = "v1", Empty = "",
+      Blank = " \t ", Padded = "  x y\t" })
     assert.equal(201, status)
     assert.equal("created", body)
     assert.equal("One", headers["x-custom-header"])
@@ -77,6 +78,8 @@ describe("core.http_client", function()
     assert.same({ "GET", "/a/b?x=1&y=2", "" }, { log[1].method, log[1].path, log[1].body })
     assert.equal("v1", log[1].headers["x-req"])
     assert.equal("", log[1].headers["empty"]) -- an empty value is sent, not dropped
+    assert.equal("", log[1].headers["blank"]) -- nor one of blanks only (libcurl would drop "Blank:  ")
+    assert.equal("x y", log[1].headers["padded"])
     assert.is_nil(log[1].headers["content-length"])
     assert.same({ "POST", "/post", '{"a":1}' }, { log[2].method, log[2].path, log[2].body })
     assert.equal("application/json", log[2].headers["content-type"])

@@ -162,9 +162,13 @@ static void check_headers(lua_State *L, int *has_expect, int *has_type) {
     }
 }
 
-/* Appends "name: value" ("name;" for an empty value, which libcurl sends as
- * an empty header) to *list; 0, or -1 when out of memory. */
+/* Appends "name: value" to *list, the value without its leading and trailing
+ * spaces and tabs (not part of it in HTTP); "name;" when nothing is left,
+ * which libcurl sends as an empty header ("name:" with only blanks would
+ * remove the header instead). 0, or -1 when out of memory. */
 static int append_header(struct curl_slist **list, const char *name, size_t nl, const char *value, size_t vl) {
+    while (vl > 0 && (value[0] == ' ' || value[0] == '\t')) value++, vl--;
+    while (vl > 0 && (value[vl - 1] == ' ' || value[vl - 1] == '\t')) vl--;
     char stack[512], *line = stack;
     size_t n = nl + 2 + vl + 1;
     if (n > sizeof stack && !(line = malloc(n))) return -1;

@@ -709,6 +709,9 @@ local function do_resolve(o, env)
   if creds.session_token and creds.session_token:find("[%z\1-\31\127]") then
     fail(("the session token (from %s) contains control characters"):format(creds_source))
   end
+  if creds.session_token and not creds.session_token:find("%S") then -- would be signed but not sent
+    fail(("the session token (from %s) is only spaces"):format(creds_source))
+  end
 
   -- numbers and the CA bundle
   local max_attempts = o.max_attempts
