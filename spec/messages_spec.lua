@@ -58,6 +58,41 @@ local function frozen(t)
   return function() return t end
 end
 
+describe("ddb.ids.now", function()
+  local R = require("support.run")
+
+  -- ids.now in a fresh process (its last time is per Lua state), with
+  -- core.now answering the times given, in turn: the timestamps it gave.
+  local function now_with_clock(times)
+    local script = ([[
+      local core = require("ddb.core")
+      local times, i = %s, 0
+      core.now = function() i = i + 1; return table.unpack(times[i]) end
+      local ids = require("ddb.ids")
+      for _ = 1, #times do io.write(ids.now(), "\n") end
+    ]]):format(cjson.encode(times):gsub("%[", "{"):gsub("%]", "}"))
+    local how, code, out, err = R.capture(R.NO_LUA_PATH .. " LUA_PATH='lua/?.lua;lua/?/init.lua;;' "
+      .. "LUA_CPATH='build/?.so;;' lua5.4 -e " .. R.quote(script) .. " </dev/null")
+    assert.same({ "exit", 0 }, { how, code }, err)
+    return R.whole_lines(out)
+  end
+
+  it("never goes back, nor repeats, when the system clock is set back or stands still", function()
+    local base = 1795000000
+    assert.same({
+      ids.timestamp(base, 500000), ids.timestamp(base, 500001), ids.timestamp(base, 500002),
+      ids.timestamp(base, 500003), ids.timestamp(base, 999999), ids.timestamp(base + 1, 5),
+    }, now_with_clock({ { base, 500000 }, { base, 500000 }, { base - 2, 0 }, { base - 1, 999999 },
+      { base, 999999 }, { base + 1, 5 } }))
+  end)
+
+  it("carries a microsecond into the next second", function()
+    local base = 1795000100
+    assert.same({ ids.timestamp(base, 999999), ids.timestamp(base + 1, 0) },
+      now_with_clock({ { base, 999999 }, { base, 999999 } }))
+  end)
+end)
+
 describe("ddb.messages", function()
   local client
 
@@ -73,6 +108,9 @@ describe("ddb.messages", function()
     it("raises on wrong argument types", function()
       assert.has_error(function() messages.new(nil) end)
       assert.has_error(function() messages.new({}) end)
+      -- call alone is not enough: is_member and the legacy lookup page with client:pages
+      assert.has_error(function() messages.new({ call = function() end }) end, "messages.new: client expected "
+        .. "(a ddb.client, or a table with its call and pages methods)")
       assert.has_error(function() messages.new(client, "cruddur-messages") end)
       assert.has_error(function() messages.new(client, { table = 42 }) end)
       assert.has_error(function() messages.new(client, { table = "" }) end)

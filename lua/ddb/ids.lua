@@ -50,10 +50,21 @@ function M.timestamp(sec, usec)
   return s
 end
 
---- The current UTC time as a timestamp string.
+-- The last time M.now gave (seconds, microseconds), in this Lua state.
+local last_sec, last_usec = 0, -1
+
+--- The current UTC time as a timestamp string, always later than the last
+-- one this function gave in this process: when the system clock is set back
+-- (NTP) or two calls fall in one microsecond, the time is the last one plus
+-- 1 µs, so messages written one after the other keep their order.
 -- @treturn string
 function M.now()
-  return M.timestamp(core.now())
+  local sec, usec = core.now()
+  if sec < last_sec or (sec == last_sec and usec <= last_usec) then
+    sec, usec = last_sec + (last_usec + 1) // 1000000, (last_usec + 1) % 1000000
+  end
+  last_sec, last_usec = sec, usec
+  return M.timestamp(sec, usec)
 end
 
 --- True when `s` is a timestamp in the format above.

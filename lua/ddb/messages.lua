@@ -253,15 +253,15 @@ end
 -- The repository.
 
 --- Creates a repository over the messages table.
--- @tparam table client a `ddb.client` (anything with a `call` method)
+-- @tparam table client a `ddb.client` (anything with its `call` and `pages` methods)
 -- @tparam[opt] table opts `table` (name, default `cruddur-messages`);
 --   `now` (a function returning the current time as an `ids` timestamp;
 --   default `ids.now`, injectable for tests)
 -- @treturn table the repository
 -- @raise on wrong argument types
 function M.new(client, opts)
-  if type(client) ~= "table" or type(client.call) ~= "function" then
-    error("messages.new: client expected (a ddb.client)", 2)
+  if type(client) ~= "table" or type(client.call) ~= "function" or type(client.pages) ~= "function" then
+    error("messages.new: client expected (a ddb.client, or a table with its call and pages methods)", 2)
   end
   if opts ~= nil and type(opts) ~= "table" then
     error("messages.new: opts must be a table, got " .. type(opts), 2)
