@@ -12,39 +12,12 @@ local model = require("ddb.model")
 local schema = require("ddb.schema")
 local stream = require("ddb.stream")
 local moto = require("support.moto")
+local stream_rows = require("support.stream_rows")
 
-local ALICE = { uuid = "6f1c2f44-3f7e-4c1b-9f55-0b6a1d0c2a11", handle = "alice", display_name = "Alice Arden" }
-local BOB = { uuid = "0d9e8b7a-6c5d-4e3f-8a1b-2c3d4e5f6a7b", handle = "bob", display_name = "Bob Brook" }
-local CARO = { uuid = "a4b3c2d1-e0f9-4a8b-9c7d-6e5f4a3b2c1d", handle = "caro", display_name = "Caro Cole" }
+local ALICE, BOB, CARO = stream_rows.ALICE, stream_rows.BOB, stream_rows.CARO
+local at, copy = stream_rows.at, stream_rows.copy
 
-local BASE = ids.parse_timestamp("2026-03-01T12:00:00.000000+00:00")
 local MAX_PAGES = 10000 -- DDB_REWRITE_MAX_PAGES (src/rewrite.h)
-
--- The timestamp `i` seconds (+ `usec`) after a fixed time.
-local function at(i, usec)
-  return ids.timestamp(BASE + i, usec or 0)
-end
-
--- The INSERT record of a row, as DynamoDB Streams shapes it (NEW_IMAGE),
--- through the JSON codec as a Lambda event or a GetRecords page is.
-local seq = 0
-local function record(item)
-  seq = seq + 1
-  return core.json_decode(core.json_encode({
-    eventID = ("%032x"):format(seq), eventName = "INSERT", eventVersion = "1.1", eventSource = "aws:dynamodb",
-    dynamodb = {
-      SequenceNumber = ("%021d"):format(4300000000000000000 + seq), StreamViewType = "NEW_IMAGE",
-      Keys = { pk = { S = item.pk }, sk = { S = item.sk } }, NewImage = marshal.item(item),
-    },
-  }))
-end
-
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return out
-end
 
 local function is_gsi(op, params) return op == "Query" and params.IndexName ~= nil end
 local function is_consistent(op, params) return op == "Query" and params.ConsistentRead == true end
@@ -94,22 +67,8 @@ end
 describe("ddb.stream when reads lag behind writes", function()
   local client, name
 
-  local function put(row) moto.put(client, name, row) end
-
-  -- Both group rows of a new conversation between a and b at sk.
-  local function seed_group(a, b, sk, text)
-    local g = ids.uuid()
-    put(model.group_row(a, b, g, sk, text))
-    put(model.group_row(b, a, g, sk, text))
-    return g
-  end
-
-  -- Writes a message row and returns its INSERT record.
-  local function post(g, sk, sender, text)
-    local row = model.message_row(g, sk, ids.uuid(), sender, text)
-    put(row)
-    return record(row)
-  end
+  local on_table = stream_rows.on(function() return client, name end)
+  local put, seed_group, post = on_table.put, on_table.seed_group, on_table.post
 
   -- owner's group rows, as "<group> <sk> <message>" in key order.
   local function rows_of(owner)

@@ -12,44 +12,12 @@ local schema = require("ddb.schema")
 local stream = require("ddb.stream")
 local moto = require("support.moto")
 local fault_server = require("spec.support.fault_server")
+local stream_rows = require("support.stream_rows")
 
-local ALICE = { uuid = "6f1c2f44-3f7e-4c1b-9f55-0b6a1d0c2a11", handle = "alice", display_name = "Alice Arden" }
-local BOB = { uuid = "0d9e8b7a-6c5d-4e3f-8a1b-2c3d4e5f6a7b", handle = "bob", display_name = "Bob Brook" }
-local CARO = { uuid = "a4b3c2d1-e0f9-4a8b-9c7d-6e5f4a3b2c1d", handle = "caro", display_name = "Caro Cole" }
+local ALICE, BOB, CARO = stream_rows.ALICE, stream_rows.BOB, stream_rows.CARO
+local at, copy = stream_rows.at, stream_rows.copy
 
 local TX = "DynamoDB_20120810.TransactWriteItems"
-local BASE = ids.parse_timestamp("2026-03-01T12:00:00.000000+00:00")
-
--- The timestamp `i` seconds (+ `usec`) after a fixed time.
-local function at(i, usec)
-  return ids.timestamp(BASE + i, usec or 0)
-end
-
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return setmetatable(out, getmetatable(v))
-end
-
--- Stream records, built as DynamoDB Streams builds them (NEW_IMAGE view) and
--- passed through the JSON codec the way a Lambda event or GetRecords page is.
-local seq = 0
-local function record(event_name, item)
-  seq = seq + 1
-  local sequence = ("%021d"):format(4200000000000000000 + seq)
-  local rec = {
-    eventID = ("%032x"):format(seq), eventName = event_name, eventVersion = "1.1",
-    eventSource = "aws:dynamodb", awsRegion = "us-east-1",
-    dynamodb = {
-      ApproximateCreationDateTime = 1772366400, SequenceNumber = sequence, SizeBytes = 256,
-      StreamViewType = "NEW_IMAGE",
-      Keys = { pk = { S = item.pk }, sk = { S = item.sk } },
-      NewImage = event_name ~= "REMOVE" and marshal.item(item) or nil,
-    },
-  }
-  return core.json_decode(core.json_encode(rec))
-end
 
 local function seq_of(rec) return rec.dynamodb.SequenceNumber end
 
@@ -90,24 +58,8 @@ end
 describe("ddb.stream", function()
   local client, name
 
-  local function put(row) moto.put(client, name, row) end
-
-  -- Both group rows of a new conversation between a and b, at sk with text.
-  local function seed_group(a, b, sk, text, extra_a)
-    local g = ids.uuid()
-    local ra = model.group_row(a, b, g, sk, text)
-    for k, v in pairs(extra_a or {}) do ra[k] = v end
-    put(ra)
-    put(model.group_row(b, a, g, sk, text))
-    return g
-  end
-
-  -- Writes a message row and returns its INSERT record.
-  local function post(g, sk, sender, text)
-    local row = model.message_row(g, sk, ids.uuid(), sender, text)
-    put(row)
-    return record("INSERT", row)
-  end
+  local on_table = stream_rows.on(function() return client, name end)
+  local put, seed_group, post = on_table.put, on_table.seed_group, on_table.post
 
   -- Every item, as plain rows in key order (a snapshot to compare).
   local function snapshot() return moto.snapshot(client, name) end
