@@ -3,6 +3,7 @@
 local moto = require("support.moto")
 local fault_server = require("spec.support.fault_server")
 local cjson = require("cjson")
+local errors = require("ddb.errors")
 local ids = require("ddb.ids")
 local messages = require("ddb.messages")
 local model = require("ddb.model")
@@ -617,6 +618,34 @@ describe("ddb.messages", function()
       local msgs = assert(repo:list_messages(g, BRAM.uuid))
       assert.equal(1, #msgs)
       assert.equal(record.uuid, msgs[1].uuid)
+    end)
+
+    it("waits before starting over after a conflict or throttling, not after a time collision", function()
+      -- every TransactWriteItems cancelled for the reason given; sleeps recorded
+      local function attempt(reason)
+        local sleeps, cancels = {}, 0
+        local c = setmetatable({}, { __index = client })
+        function c.call(_, op, params)
+          if op ~= "TransactWriteItems" then return client:call(op, params) end
+          cancels = cancels + 1
+          return nil, errors.new("TransactionCanceledException", "Transaction cancelled", { status = 400,
+            cancellation_reasons = { { Code = "None" }, { Code = reason }, { Code = "None" } } })
+        end
+        local r = messages.new(c, { table = name, sleep = function(ms) sleeps[#sleeps + 1] = ms end })
+        local res, err = r:create_message_group(ORLA, BRAM, "busy")
+        assert.is_nil(res)
+        assert.equal("TransactionCanceledException", err.code)
+        assert.equal(messages.MAX_GROUP_ATTEMPTS, cancels)
+        return sleeps
+      end
+      for _, reason in ipairs({ "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded" }) do
+        local sleeps = attempt(reason)
+        assert.equal(messages.MAX_GROUP_ATTEMPTS - 1, #sleeps, reason) -- none after the last attempt
+        for i, ms in ipairs(sleeps) do -- full jitter under the client's doubling cap
+          assert.is_true(ms >= 0 and ms <= client.retry_base_ms * 2 ^ (i - 1), reason .. " " .. ms)
+        end
+      end
+      assert.same({}, attempt("ConditionalCheckFailed")) -- a group row's time taken: a new time, at once
     end)
 
     it("called twice for the same pair (either way round): one group, two then three messages", function()

@@ -41,10 +41,12 @@
 -- into another partition. Every cursor returned is accepted back: a page
 -- that ends on a row whose `sk` is not such a time is `corrupt_item`.
 -- @module ddb.messages
+local core = require("ddb.core")
 local errors = require("ddb.errors")
 local ids = require("ddb.ids")
 local marshal = require("ddb.marshal")
 local model = require("ddb.model")
+local retry = require("ddb.retry")
 
 local M = {}
 
@@ -59,7 +61,8 @@ M.MAX_TIME_COLLISIONS = 10
 --- Longest cursor accepted, in bytes (an `ids` timestamp has 32).
 M.MAX_CURSOR_BYTES = 64
 --- How many times `create_message_group` starts over after a transaction
--- conflict or a time collision on a group row.
+-- conflict or a time collision on a group row. After a conflict or
+-- throttling it waits first, as the client's retries do (`ddb.retry`).
 M.MAX_GROUP_ATTEMPTS = 5
 
 local Repo = {}
@@ -256,7 +259,8 @@ end
 -- @tparam table client a `ddb.client` (anything with its `call` and `pages` methods)
 -- @tparam[opt] table opts `table` (name, default `cruddur-messages`);
 --   `now` (a function returning the current time as an `ids` timestamp;
---   default `ids.now`, injectable for tests)
+--   default `ids.now`, injectable for tests); `sleep` (a function of
+--   milliseconds; default `ddb.core.sleep_ms`, injectable for tests)
 -- @treturn table the repository
 -- @raise on wrong argument types
 function M.new(client, opts)
@@ -273,7 +277,11 @@ function M.new(client, opts)
   if opts.now ~= nil and type(opts.now) ~= "function" then
     error("messages.new: opts.now must be a function", 2)
   end
-  return setmetatable({ client = client, table = opts.table or model.TABLE, now = opts.now or ids.now }, Repo)
+  if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
+    error("messages.new: opts.sleep must be a function", 2)
+  end
+  return setmetatable({ client = client, table = opts.table or model.TABLE, now = opts.now or ids.now,
+    sleep = opts.sleep or core.sleep_ms }, Repo)
 end
 
 function Repo:_now()
@@ -492,6 +500,18 @@ local function reason_code(err, i)
   return type(r) == "table" and r.Code or nil
 end
 
+-- Cancellation reasons that mean "too busy now": another transaction on the
+-- same items, or throttling. Worth a pause before starting over.
+local CONTENDED = { TransactionConflict = true, ThrottlingError = true, ProvisionedThroughputExceeded = true }
+
+local function contended(err)
+  local reasons = err.cancellation_reasons
+  for _, r in ipairs(type(reasons) == "table" and reasons or {}) do
+    if type(r) == "table" and CONTENDED[r.Code] then return true end
+  end
+  return false
+end
+
 --- Access pattern C: starts a conversation, or continues the one the two
 -- users already share.
 --
@@ -526,7 +546,7 @@ function Repo:create_message_group(sender, receiver, text)
   end
 
   local last_err, sk
-  for _ = 1, M.MAX_GROUP_ATTEMPTS do
+  for attempt = 1, M.MAX_GROUP_ATTEMPTS do
     local pair, perr = self:_get_pair(sender.uuid, receiver.uuid)
     if pair == nil then return nil, perr end
     if pair then
@@ -559,6 +579,10 @@ function Repo:create_message_group(sender, receiver, text)
     if now_pair and now_pair.group_uuid == group_uuid then return record end
     if not now_pair and reason_code(terr, 1) == "ConditionalCheckFailed" then
       return nil, terr -- the pair row was there and is gone again: do not guess
+    end
+    if contended(terr) and attempt < M.MAX_GROUP_ATTEMPTS then
+      local c = self.client
+      self.sleep(retry.backoff_ms(attempt, tonumber(c.retry_base_ms) or 50, tonumber(c.retry_max_backoff_ms) or 20000))
     end
     -- loop: a pair row now found is used at the top
   end
