@@ -109,12 +109,7 @@ describe("ddb.stream", function()
     return stream.process(opts.client or client, records, opts)
   end
 
-  local function assert_counts(want, s)
-    local got = {}
-    for k in pairs(want) do got[k] = s[k] end
-    assert.same(want, got)
-    assert.equal(s.processed, s.applied + s.skipped + s.failed)
-  end
+  local assert_counts = stream_rows.assert_counts
 
   local function assert_no_failures(s)
     assert.equal(0, #s.batchItemFailures)

@@ -21,6 +21,7 @@ local ids = require("ddb.ids")
 local marshal = require("ddb.marshal")
 local model = require("ddb.model")
 local moto = require("support.moto")
+local luassert = require("luassert")
 
 local M = {}
 
@@ -76,6 +77,16 @@ end
 -- a and b at sk with text (a's row also gets the fields of `extra_a`) and
 -- returns its group uuid; `post(g, sk, sender, text)`: writes a message row
 -- of group g and returns its INSERT record.
+--- Asserts the summary `s` of `ddb.stream.process` holds the counts of
+-- `want` (e.g. `{ processed = 2, moved = 2 }`), and that its processed
+-- records are all accounted for: applied + skipped + failed.
+function M.assert_counts(want, s)
+  local got = {}
+  for k in pairs(want) do got[k] = s[k] end
+  luassert.same(want, got)
+  luassert.equal(s.processed, s.applied + s.skipped + s.failed)
+end
+
 function M.on(current)
   local t = {}
 
